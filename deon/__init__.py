@@ -1,0 +1,51 @@
+"""deon: share HDF5 datasets through S3.
+
+Upload trajectories with their metadata (`up`), mirror every object's metadata into a
+local SQLite catalog, query it offline, and download only what matches (`pull`).
+
+The public API is imported lazily so that `import deon` (and `deon --help`) stay quick.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "buckets": "deon.api",
+    "up": "deon.api",
+    "down": "deon.api",
+    "pull": "deon.api",
+    "show": "deon.api",
+    "Settings": "deon.config",
+    "load_settings": "deon.config",
+    "DeonError": "deon.errors",
+    "Progress": "deon.report",
+    "SyncResult": "deon.report",
+    "Outcome": "deon.report",
+    "Status": "deon.report",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:
+    from deon.api import buckets, down, pull, show, up
+    from deon.config import Settings, load_settings
+    from deon.errors import DeonError
+    from deon.report import Outcome, Progress, Status, SyncResult
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deon' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

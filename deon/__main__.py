@@ -1,0 +1,3 @@
+from deon.cli import main
+
+main()

@@ -1,0 +1,163 @@
+"""deon's Python API: everything the command line does, usable without it.
+
+    import deon
+    result = deon.pull(["s3://lab-data/alice/traj_0001.h5"])
+    for outcome in result.failed:
+        print(outcome.uri, outcome.message)
+
+Settings not passed explicitly come from the environment and the config file, exactly as
+for the `deon` command (see `deon.config`). Long operations accept a `deon.Progress`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from deon import config, sync
+from deon.errors import LocalPathError
+from deon.hdf5 import Description, describe
+from deon.report import Progress, SyncResult
+from deon.state import State
+from deon.storage import Storage
+from deon.transfer import Engine
+from deon.uri import S3Address, parse_address, parse_object_uri
+
+
+def _settings(settings: config.Settings | None, **options: Any) -> config.Settings:
+    if settings is None:
+        return config.load_settings(**options)
+    return settings.with_overrides(**options)
+
+
+def make_storage(settings: config.Settings) -> Storage:
+    """The S3 client for these settings, its pool sized for item and part workers."""
+    return Storage(
+        endpoint_url=settings.endpoint_url,
+        profile=settings.profile,
+        max_pool_connections=2 * settings.jobs + 2,
+    )
+
+
+def _address(address: str | S3Address) -> S3Address:
+    return address if isinstance(address, S3Address) else parse_address(address)
+
+
+def buckets(*, settings: config.Settings | None = None, **options: Any) -> list[str]:
+    """Names of the buckets the credentials can list.
+
+    Args:
+        settings: resolved settings; by default from the environment and config file.
+        **options: overrides: endpoint_url, profile.
+    """
+    return make_storage(_settings(settings, **options)).list_buckets()
+
+
+def up(
+    address: str | S3Address,
+    local_dir: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> SyncResult:
+    """Upload new and changed files under `local_dir` to `address`, keeping relative paths.
+
+    Each HDF5 file's `attrs['metadata']` JSON goes into the object's user metadata
+    with the file's sha256. Unchanged files send nothing. A different object already at
+    a key is refused (a FAILED outcome) unless it is the one this user last uploaded
+    there, or `overwrite` is set. Writes are conditional, so a concurrent upload by
+    someone else is never silently replaced.
+
+    Args:
+        address: `s3://BUCKET/PREFIX`.
+        local_dir: the folder (or a single file) to upload; default DATA_DIR/BUCKET/PREFIX.
+        overwrite: replace different objects that someone else uploaded.
+        dry_run: decide, but send nothing (outcomes are PLANNED).
+        progress: receives progress from worker threads.
+        settings: resolved settings; by default from the environment and config file.
+        **options: overrides: endpoint_url, profile, jobs, data_dir.
+    """
+    s = _settings(settings, **options)
+    target = _address(address)
+    local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, target)
+    state = State()
+    try:
+        with Engine(make_storage(s), s.jobs, progress) as engine:
+            return sync.up(engine, state, target, local, overwrite=overwrite, dry_run=dry_run)
+    finally:
+        state.close()
+
+
+def down(
+    address: str | S3Address,
+    local_dir: str | Path | None = None,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> SyncResult:
+    """Make `local_dir` hold every object under `address`; skip files already up to date.
+
+    Args:
+        address: `s3://BUCKET/PREFIX`.
+        local_dir: destination folder; default DATA_DIR/BUCKET/PREFIX.
+        force: download even files that are already up to date.
+        dry_run: decide, but download nothing.
+        progress: receives progress from worker threads.
+        settings: resolved settings; by default from the environment and config file.
+        **options: overrides: endpoint_url, profile, jobs, data_dir.
+    """
+    s = _settings(settings, **options)
+    source = _address(address)
+    local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, source)
+    if local.exists() and not local.is_dir():
+        raise LocalPathError(f"not a folder: {local}")
+    with Engine(make_storage(s), s.jobs, progress) as engine:
+        return sync.down(engine, source, local, force=force, dry_run=dry_run)
+
+
+def pull(
+    uris: Iterable[str | S3Address],
+    data_dir: str | Path | None = None,
+    force: bool = False,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> SyncResult:
+    """Download the given objects, each to DATA_DIR/BUCKET/KEY, as `deon pull` does.
+
+    Args:
+        uris: `s3://BUCKET/KEY` strings (or addresses); duplicates are fetched once.
+        data_dir: the local root; default from settings (`--data-dir`, `DEON_DATA_DIR`).
+        force: download even files that are already up to date.
+        dry_run: decide, but download nothing.
+        progress: receives progress from worker threads.
+        settings: resolved settings; by default from the environment and config file.
+        **options: overrides: endpoint_url, profile, jobs.
+
+    Raises:
+        AddressError: a URI is malformed (nothing is downloaded then).
+    """
+    s = _settings(settings, **options)
+    root = Path(data_dir).expanduser() if data_dir is not None else s.data_dir
+    addresses = [u if isinstance(u, S3Address) else parse_object_uri(u) for u in uris]
+    with Engine(make_storage(s), s.jobs, progress) as engine:
+        return sync.pull(engine, addresses, root, force=force, dry_run=dry_run)
+
+
+def show(path: str | Path) -> Description:
+    """The structure of an HDF5 file: groups, datasets (shape, dtype), attributes, metadata."""
+    return describe(Path(path).expanduser())
+
+
+def _default_dir(s: config.Settings, address: S3Address) -> Path:
+    """DATA_DIR/BUCKET/PREFIX: where `down` puts, and `up` takes, an address's files."""
+    return s.data_dir.joinpath(address.bucket, *[p for p in address.key.split("/") if p])

@@ -1,0 +1,451 @@
+"""The `deon` command: parses arguments, calls the library, prints, sets the exit status.
+
+Data (URIs, paths, rows) go to stdout, one record per line; progress bars, warnings and
+summaries go to stderr. Exit status: 0 all done, 1 some items failed (each named on
+stderr), 2 bad usage or input, 130 interrupted. Heavy modules are imported inside the
+commands so that `deon --help` starts quickly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deon import __version__, config
+from deon.errors import DeonError, ExitStatus
+
+# -- error handling -------------------------------------------------------------------------
+
+
+class DeonClickError(click.ClickException):
+    """A library error shown as one line, with the library's exit status."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _debug() -> bool:
+    return os.environ.get(config.ENV_DEBUG, "") not in ("", "0")
+
+
+def _quiet_stdout() -> None:
+    """After EPIPE (`deon query | head`), send further output nowhere (dvc/cli/__init__.py)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+class DeonGroup(click.Group):
+    """Loads the config file into click's default_map and maps every error to one line."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        if parent is None and "default_map" not in extra:
+            try:
+                extra["default_map"] = config.load_config_file()
+            except DeonError as e:
+                raise DeonClickError(str(e), e.exit_status) from e
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except DeonError as e:
+            if _debug():
+                raise
+            raise DeonClickError(str(e), e.exit_status) from e
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted.", err=True)
+            raise click.exceptions.Exit(ExitStatus.INTERRUPTED) from None
+        except BrokenPipeError:
+            _quiet_stdout()
+            raise click.exceptions.Exit(141) from None
+        except Exception as e:
+            if _debug():
+                raise
+            raise DeonClickError(
+                f"unexpected {type(e).__name__}: {e} (set {config.ENV_DEBUG}=1 for the traceback)",
+                ExitStatus.ERROR,
+            ) from e
+
+
+# -- shared state and output -----------------------------------------------------------------
+
+
+@dataclass
+class Env:
+    """What the global options set, handed to every command."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+    quiet: bool = False
+
+    def settings(self) -> Any:
+        return config.load_settings(**self.overrides)
+
+    def log(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(message, err=True)
+
+
+pass_env = click.make_pass_decorator(Env)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _make_progress(env: Env, record: Any) -> Any:
+    """A deon.Progress drawing a tqdm bar on stderr (only on a terminal, never with -q).
+
+    `record(outcome)` returns the stdout line for a successful item, or None.
+    """
+    from deon.report import Progress, Status
+
+    class Bar(Progress):
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+            self.bar: Any = None
+            self.items = 0
+            self.done = 0
+
+        def begin(self, label: str, items: int, total_bytes: int) -> None:
+            from tqdm import tqdm
+
+            self.items = items
+            self.bar = tqdm(
+                total=total_bytes,
+                desc=label,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                disable=True if env.quiet else None,  # None: only on a terminal
+                leave=False,
+                dynamic_ncols=True,
+                mininterval=0.2,
+            )
+
+        def add_total(self, items: int, nbytes: int) -> None:
+            with self.lock:
+                self.items += items
+                if self.bar is not None:
+                    self.bar.total = (self.bar.total or 0) + nbytes
+
+        def advance(self, nbytes: int) -> None:
+            with self.lock:
+                if self.bar is not None:
+                    self.bar.update(nbytes)
+
+        def item_done(self, outcome: Any) -> None:
+            from tqdm import tqdm
+
+            with self.lock:
+                self.done += 1
+                if self.bar is not None:
+                    self.bar.set_postfix_str(f"{self.done}/{self.items} files", refresh=False)
+                if outcome.status is Status.FAILED:
+                    tqdm.write(f"error: {outcome.uri}: {outcome.message}", file=sys.stderr)
+                    return
+                line = record(outcome)
+                if line is not None:
+                    tqdm.write(line, file=sys.stdout)
+
+        def warn(self, message: str) -> None:
+            from tqdm import tqdm
+
+            with self.lock:
+                tqdm.write(f"warning: {message}", file=sys.stderr)
+
+        def end(self) -> None:
+            with self.lock:
+                if self.bar is not None:
+                    self.bar.close()
+
+    return Bar()
+
+
+def _summarize(env: Env, result: Any, verb: str) -> None:
+    """One summary line on stderr; exit 1 when any item failed."""
+    from deon.report import Status
+
+    parts = []
+    for status, word in (
+        (Status.TRANSFERRED, verb),
+        (Status.REPLACED, "replaced"),
+        (Status.UNCHANGED, "unchanged"),
+        (Status.PLANNED, f"would be {verb}"),
+        (Status.FAILED, "failed"),
+    ):
+        n = result.count(status)
+        if n or status in (Status.TRANSFERRED, Status.FAILED):
+            parts.append(f"{n} {word}")
+    for w in result.warnings:
+        if "went up without metadata" in w:  # per-file warnings were printed as they came
+            click.echo(f"warning: {w}", err=True)
+    env.log(
+        f"{result.action}: {', '.join(parts)}; "
+        f"{_human(result.bytes_transferred)} in {result.seconds:.1f} s"
+    )
+    if result.failed:
+        raise click.exceptions.Exit(ExitStatus.ERROR)
+
+
+# -- the group ---------------------------------------------------------------------------------
+
+
+@click.group(cls=DeonGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--endpoint-url",
+    envvar=config.ENV_ENDPOINT_URL,
+    metavar="URL",
+    help="S3-compatible endpoint (MinIO, Ceph, a local server). Default: AWS.",
+)
+@click.option("--profile", envvar=config.ENV_PROFILE, help="AWS profile for credentials.")
+@click.option(
+    "--catalog",
+    envvar=config.ENV_CATALOG,
+    metavar="PATH_OR_URL",
+    help="Catalog: a SQLite file path or any SQLAlchemy URL.",
+)
+@click.option(
+    "--data-dir",
+    envvar=config.ENV_DATA_DIR,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Local root: s3://BUCKET/KEY lives at DATA_DIR/BUCKET/KEY.",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    envvar=config.ENV_JOBS,
+    type=click.IntRange(1, 512),
+    help=f"Concurrent transfers and requests (default {config.DEFAULT_JOBS}).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summaries on stderr.")
+@click.version_option(__version__, prog_name="deon")
+@click.pass_context
+def cli(ctx: click.Context, endpoint_url, profile, catalog, data_dir, jobs, quiet) -> None:
+    """Share HDF5 datasets through S3.
+
+    Upload trajectories with their metadata, mirror every object's metadata into a
+    local SQLite catalog, query it offline, and download only what matches.
+
+    \b
+    Example:
+        deon up s3://lab-data/alice ./trajectories
+        deon metadata down s3://lab-data
+        deon query "robot = 'sawyer'" | deon pull
+    """
+    ctx.obj = Env(
+        overrides={
+            "endpoint_url": endpoint_url,
+            "profile": profile,
+            "catalog": catalog,
+            "data_dir": data_dir,
+            "jobs": jobs,
+        },
+        quiet=quiet,
+    )
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@pass_env
+def buckets(env: Env) -> None:
+    """List the buckets your credentials can see, one name per line.
+
+    \b
+    Example:
+        deon buckets
+        deon --profile lab buckets
+    """
+    from deon import api
+
+    for name in api.buckets(settings=env.settings()):
+        click.echo(name)
+
+
+@cli.command()
+@click.argument("address")
+@click.argument("local_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace different objects someone else uploaded.")
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would be uploaded; send nothing.")
+@pass_env
+def up(env: Env, address: str, local_dir: Path | None, overwrite: bool, dry_run: bool) -> None:
+    """Upload new and changed files under LOCAL_DIR to ADDRESS.
+
+    Relative paths are kept. Each HDF5 file's attrs['metadata'] JSON goes into the
+    object's metadata headers with the file's sha256. Unchanged files are not sent.
+    A different object already at a key is refused unless you uploaded it yourself
+    or pass --overwrite. LOCAL_DIR defaults to DATA_DIR/BUCKET/PREFIX. Prints the URI
+    of every file that is now in the bucket.
+
+    \b
+    Example:
+        deon up s3://lab-data/alice ./trajectories
+        deon up --dry-run s3://lab-data/alice
+    """
+    from deon import api
+
+    progress = _make_progress(env, lambda o: o.uri)
+    result = api.up(
+        address, local_dir, overwrite=overwrite, dry_run=dry_run, progress=progress,
+        settings=env.settings(),
+    )
+    _summarize(env, result, "uploaded")
+
+
+@cli.command()
+@click.argument("address")
+@click.argument("local_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Download even files that are up to date.")
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would be downloaded.")
+@pass_env
+def down(env: Env, address: str, local_dir: Path | None, force: bool, dry_run: bool) -> None:
+    """Make LOCAL_DIR hold every object under ADDRESS.
+
+    Files already up to date are skipped; the rest are downloaded concurrently,
+    verified (size and sha256) and renamed into place. LOCAL_DIR defaults to
+    DATA_DIR/BUCKET/PREFIX. Prints the local path of every file now in place.
+
+    \b
+    Example:
+        deon down s3://lab-data/alice
+        deon down s3://lab-data/bob/2026-11 ./bob
+    """
+    from deon import api
+
+    progress = _make_progress(env, lambda o: str(o.local))
+    result = api.down(
+        address, local_dir, force=force, dry_run=dry_run, progress=progress,
+        settings=env.settings(),
+    )
+    _summarize(env, result, "downloaded")
+
+
+def read_uris(lines: Any) -> list[str]:
+    """URIs from a stream: one per line, trimmed; blank lines and # comments skipped."""
+    out = []
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            out.append(text)
+    return out
+
+
+@cli.command()
+@click.argument("uris", nargs=-1)
+@click.option("--force", is_flag=True, help="Download even files that are up to date.")
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would be downloaded.")
+@pass_env
+def pull(env: Env, uris: tuple[str, ...], force: bool, dry_run: bool) -> None:
+    """Download the given objects to DATA_DIR/BUCKET/KEY.
+
+    With no URI, or with -, URIs are read from standard input, one per line (blank
+    lines and lines starting with # are skipped). Prints the local path of every file
+    now in place.
+
+    \b
+    Example:
+        deon pull s3://lab-data/alice/traj_0001.h5
+        deon query "robot = 'sawyer'" | deon pull
+    """
+    from deon import api
+    from deon.errors import AddressError
+    from deon.uri import parse_object_uri
+
+    if not uris or uris == ("-",):
+        stdin = click.get_text_stream("stdin")
+        if stdin.isatty():
+            raise click.UsageError(
+                "no URIs given: pass s3://BUCKET/KEY arguments or pipe them in "
+                "(deon query ... | deon pull)"
+            )
+        uris = tuple(read_uris(stdin))
+    elif "-" in uris:
+        raise click.UsageError("use - alone to read URIs from standard input")
+    addresses = []
+    for n, uri in enumerate(uris, 1):
+        try:
+            addresses.append(parse_object_uri(uri))
+        except AddressError as e:
+            raise DeonClickError(f"URI {n}: {e}", ExitStatus.USAGE) from e
+    progress = _make_progress(env, lambda o: str(o.local))
+    result = api.pull(
+        addresses, None, force, dry_run=dry_run, progress=progress, settings=env.settings()
+    )
+    _summarize(env, result, "downloaded")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a contact sheet of the image frames to this PNG file.")
+@click.option("--frames", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="Frames per camera in the contact sheet.")
+@click.option("--json", "as_json", is_flag=True, help="Print the structure as JSON.")
+def show(file: Path, png: Path | None, frames: int, as_json: bool) -> None:
+    """Show the structure of an HDF5 file and its metadata.
+
+    Groups and datasets (shape, dtype), their attributes, and the metadata JSON,
+    pretty-printed. With --png, a contact sheet of the image frames found in the file
+    (uint8 arrays shaped (T, H, W, 3) or (T, ncam, H, W, 3)).
+
+    \b
+    Example:
+        deon show ~/deon-data/lab-data/alice/traj_0001.h5
+        deon show traj_0001.h5 --png frames.png
+    """
+    import json
+
+    from deon import api
+    from deon.hdf5 import contact_sheet
+
+    d = api.show(file)
+    if as_json:
+        click.echo(json.dumps(d.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(f"{d.path}  ({_human(d.size)})")
+        for node in d.nodes:
+            depth = node.path.count("/") - (0 if node.path == "/" else 1)
+            indent = "  " * depth
+            name = node.path if node.path == "/" else node.path.rsplit("/", 1)[1]
+            if node.kind == "dataset":
+                click.echo(f"{indent}{name}  {node.shape} {node.dtype}")
+            else:
+                click.echo(f"{indent}{name}{'' if name.endswith('/') else '/'}")
+            for attr, value in node.attrs.items():
+                click.echo(f"{indent}  @{attr} = {value}")
+        click.echo("")
+        if d.metadata.status == "ok":
+            click.echo("metadata:")
+            click.echo(json.dumps(d.metadata.document, indent=2, ensure_ascii=False))
+        else:
+            click.echo(f"metadata: none ({d.metadata.detail})")
+    if png is not None:
+        rows = contact_sheet(file, png, frames=frames)
+        click.echo(f"wrote {png} ({rows} camera stream(s) x up to {frames} frames)", err=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="deon")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,130 @@
+"""File digests: the sha256 deon records, and the MD5-based ETag S3 will report.
+
+One read of a file yields both, so deciding whether a local file matches an object
+never needs a second pass, and usually no request beyond the LIST that gave the ETag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+#: deon's multipart part size and threshold (8 MiB parts, as the AWS CLI and s3transfer
+#: use by default, so their multipart ETags match ours too).
+PART_SIZE = 8 * 1024 * 1024
+MULTIPART_THRESHOLD = 16 * 1024 * 1024
+READ_SIZE = 1024 * 1024
+
+
+class Cancelled(Exception):
+    """The run was interrupted (Ctrl-C); work in progress stops at the next chunk."""
+
+
+def part_size_for(size: int) -> int:
+    """deon's part size for an object of `size` bytes, within S3's 10,000-part limit."""
+    from s3transfer.utils import ChunksizeAdjuster
+
+    return int(ChunksizeAdjuster().adjust_chunksize(PART_SIZE, size))
+
+
+def uses_multipart(size: int) -> bool:
+    return size > MULTIPART_THRESHOLD
+
+
+def part_ranges(size: int, part_size: int) -> list[tuple[int, int]]:
+    """(offset, length) of each part; an empty object is one empty part."""
+    if size == 0:
+        return [(0, 0)]
+    return [(off, min(part_size, size - off)) for off in range(0, size, part_size)]
+
+
+@dataclass(frozen=True)
+class Digest:
+    """sha256 and MD5s of a file's bytes, with the part layout deon uploads it in."""
+
+    size: int
+    sha256: str
+    md5: str
+    part_size: int
+    part_md5s: tuple[bytes, ...]
+
+    @property
+    def multipart(self) -> bool:
+        return uses_multipart(self.size)
+
+    @property
+    def etag(self) -> str:
+        """The ETag S3 reports for this file when deon uploads it."""
+        if not self.multipart:
+            return self.md5
+        joined = hashlib.md5(b"".join(self.part_md5s), usedforsecurity=False).hexdigest()
+        return f"{joined}-{len(self.part_md5s)}"
+
+
+def digest_file(
+    path: Path,
+    cancel: threading.Event | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Digest:
+    """Read a file once, computing sha256, MD5 and the MD5 of every deon part.
+
+    Raises:
+        OSError: the file cannot be read.
+        Cancelled: `cancel` was set.
+    """
+    sha = hashlib.sha256()
+    whole = hashlib.md5(usedforsecurity=False)
+    size = path.stat().st_size
+    part_size = part_size_for(size)
+    multipart = uses_multipart(size)
+    parts: list[bytes] = []
+    part = hashlib.md5(usedforsecurity=False)
+    in_part = 0
+    total = 0
+    with open(path, "rb") as f:
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            chunk = f.read(min(READ_SIZE, part_size - in_part) if multipart else READ_SIZE)
+            if not chunk:
+                break
+            sha.update(chunk)
+            whole.update(chunk)
+            total += len(chunk)
+            if multipart:
+                part.update(chunk)
+                in_part += len(chunk)
+                if in_part == part_size:
+                    parts.append(part.digest())
+                    part = hashlib.md5(usedforsecurity=False)
+                    in_part = 0
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+    if multipart and in_part:
+        parts.append(part.digest())
+    return Digest(total, sha.hexdigest(), whole.hexdigest(), part_size, tuple(parts))
+
+
+def etag_is_md5(etag: str, encryption: str | None = None) -> bool:
+    """A plain-MD5 ETag: 32 hex digits, no part count, and no KMS or SSE-C encryption
+    (with those, S3's ETag is not the MD5 of the bytes)."""
+    if encryption and encryption not in ("AES256",):
+        return False
+    return len(etag) == 32 and all(c in "0123456789abcdef" for c in etag.lower())
+
+
+def matches_etag(digest: Digest, etag: str, encryption: str | None = None) -> bool:
+    """Whether the ETag proves the object holds the digested bytes.
+
+    True only for a plain MD5 equal to the file's, or a multipart ETag equal to the
+    one deon's part layout gives. Anything else is "unknown", reported as False.
+    """
+    if encryption and encryption not in ("AES256",):
+        return False
+    etag = etag.lower()
+    if etag_is_md5(etag):
+        return etag == digest.md5
+    return "-" in etag and etag == digest.etag

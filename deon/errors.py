@@ -1,0 +1,88 @@
+"""Exceptions raised by the deon library, and the exit status each maps to.
+
+Every message tells the user what happened and, where there is one, what to do next.
+The CLI turns these into one line on stderr; library users catch `DeonError`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Exit statuses of the `deon` command (listed in the README)."""
+
+    OK = 0
+    #: an error, or some items failed (each named on stderr)
+    ERROR = 1
+    #: bad usage or input: a malformed address, a missing folder, an unknown bucket
+    USAGE = 2
+    INTERRUPTED = 130
+
+
+class DeonError(Exception):
+    """Base class of every error deon raises on purpose."""
+
+    exit_status: ExitStatus = ExitStatus.ERROR
+
+
+class UsageError(DeonError):
+    """The user asked for something that cannot be done as asked (exit 2)."""
+
+    exit_status = ExitStatus.USAGE
+
+
+class AddressError(UsageError):
+    """A malformed `s3://BUCKET/PREFIX` address or object URI."""
+
+
+class LocalPathError(UsageError):
+    """A local folder or file given by the user is missing or unusable."""
+
+
+class NotHDF5Error(UsageError):
+    """A file that should be HDF5 is not."""
+
+
+class ConfigError(UsageError):
+    """Bad configuration: unknown profile, unreadable config file, no credentials."""
+
+
+class BucketNotFound(UsageError):
+    """The bucket named in an address does not exist."""
+
+
+class KeyNotFound(DeonError):
+    """An object named by a URI does not exist."""
+
+
+class AccessDenied(DeonError):
+    """The credentials in use may not do this."""
+
+
+class StorageError(DeonError):
+    """S3 or the network failed in a way retries did not cure."""
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write lost: the object changed since we compared it."""
+
+
+class IntegrityError(DeonError):
+    """Downloaded bytes do not match the size or checksum the object claims."""
+
+
+class UnsafeKey(DeonError):
+    """An object key that cannot be written safely under the local folder."""
+
+
+class MetadataError(DeonError):
+    """Object metadata that cannot be decoded."""
+
+
+class CatalogError(DeonError):
+    """The catalog cannot be opened, upgraded or queried."""
+
+
+class QueryError(UsageError):
+    """A query the catalog cannot run: unknown column, syntax error (exit 2)."""

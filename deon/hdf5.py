@@ -1,0 +1,267 @@
+"""HDF5 files: the `metadata` attribute, the structure `deon show` prints, contact sheets.
+
+h5py and numpy are imported inside the functions so that `deon --help` stays quick.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deon.errors import LocalPathError, NotHDF5Error
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SIGNATURE = b"\x89HDF\r\n\x1a\n"
+METADATA_ATTR = "metadata"
+
+
+def is_hdf5(path: Path) -> bool:
+    """Whether the file carries the HDF5 signature.
+
+    The signature sits at offset 0 or, after a user block, at 512, 1024, 2048, ...
+    (HDF5 File Format Specification, "Format Signature").
+    """
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            offset = 0
+            while offset + len(SIGNATURE) <= size:
+                f.seek(offset)
+                if f.read(len(SIGNATURE)) == SIGNATURE:
+                    return True
+                offset = 512 if offset == 0 else offset * 2
+    except OSError:
+        return False
+    return False
+
+
+@dataclass(frozen=True)
+class MetadataRead:
+    """What a file's `metadata` attribute held.
+
+    status is "ok" (document is the parsed JSON), "missing" (no attribute), "invalid"
+    (not JSON, or not text) or "unreadable" (the HDF5 file itself cannot be read).
+    """
+
+    status: str
+    document: Any = None
+    detail: str = ""
+
+
+def _attr_text(value: Any) -> str | None:
+    """The attribute as text, whatever way h5py hands it back (str, bytes, 1-element array)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            return None
+        value = value.reshape(-1)[0]
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8")
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def read_metadata(path: Path) -> MetadataRead:
+    """Read and parse `attrs['metadata']` of an HDF5 file; never raises for bad content."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if METADATA_ATTR not in f.attrs:
+                return MetadataRead("missing", detail="no 'metadata' attribute")
+            raw = f.attrs[METADATA_ATTR]
+    except (OSError, KeyError, RuntimeError, ValueError) as e:
+        return MetadataRead("unreadable", detail=f"cannot read HDF5 file: {e}")
+    try:
+        text = _attr_text(raw)
+    except UnicodeDecodeError:
+        return MetadataRead("invalid", detail="'metadata' attribute is not UTF-8 text")
+    if text is None:
+        return MetadataRead("invalid", detail="'metadata' attribute is not a string")
+    try:
+        return MetadataRead("ok", json.loads(text))
+    except RecursionError:
+        return MetadataRead("invalid", detail="'metadata' attribute nests too deeply")
+    except ValueError as e:
+        return MetadataRead("invalid", detail=f"'metadata' attribute is not valid JSON ({e})")
+
+
+@dataclass
+class Node:
+    """A group or dataset in an HDF5 file."""
+
+    path: str
+    kind: str  # "group" or "dataset"
+    shape: tuple[int, ...] | None = None
+    dtype: str | None = None
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Description:
+    """The structure of an HDF5 file, as `deon show` prints it."""
+
+    path: Path
+    size: int
+    nodes: list[Node]
+    metadata: MetadataRead
+    images: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "size": self.size,
+            "nodes": [
+                {
+                    "path": n.path,
+                    "kind": n.kind,
+                    "shape": list(n.shape) if n.shape is not None else None,
+                    "dtype": n.dtype,
+                    "attrs": n.attrs,
+                }
+                for n in self.nodes
+            ],
+            "metadata": self.metadata.document if self.metadata.status == "ok" else None,
+            "metadata_status": self.metadata.status,
+            "images": self.images,
+        }
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    import numpy as np
+
+    if isinstance(value, np.ndarray) and value.size > 8:
+        return f"array {value.shape} {value.dtype}"
+    if isinstance(value, (bytes, np.bytes_)):
+        value = bytes(value).decode("utf-8", errors="replace")
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_image_stack(shape: tuple[int, ...], dtype: Any) -> bool:
+    """uint8 frames shaped (T, H, W, 3) or (T, ncam, H, W, 3), as RoboNet stores them."""
+    return str(dtype) == "uint8" and len(shape) in (4, 5) and shape[-1] == 3 and shape[0] > 0
+
+
+def _open(path: Path) -> Any:
+    import h5py
+
+    if not path.exists():
+        raise LocalPathError(f"no such file: {path}")
+    if path.is_dir():
+        raise LocalPathError(f"{path} is a folder, not an HDF5 file")
+    if not is_hdf5(path):
+        raise NotHDF5Error(f"not an HDF5 file: {path}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise NotHDF5Error(f"cannot read HDF5 file {path}: {e}") from e
+
+
+def describe(path: Path) -> Description:
+    """Walk an HDF5 file: every group and dataset with shape, dtype and attributes.
+
+    Raises:
+        LocalPathError: no such file.
+        NotHDF5Error: not an HDF5 file, or too damaged to open.
+    """
+    import h5py
+
+    nodes: list[Node] = []
+    images: list[str] = []
+    with _open(path) as f:
+
+        def attrs_of(obj: Any) -> dict[str, str]:
+            out = {}
+            for name in obj.attrs:
+                if obj.name == "/" and name == METADATA_ATTR:
+                    out[name] = "(JSON, shown below)"
+                    continue
+                try:
+                    out[name] = _short(obj.attrs[name])
+                except (OSError, TypeError, ValueError) as e:
+                    out[name] = f"<unreadable: {e}>"
+            return out
+
+        nodes.append(Node("/", "group", attrs=attrs_of(f)))
+
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                nodes.append(
+                    Node("/" + name, "dataset", tuple(obj.shape or ()), str(obj.dtype), attrs_of(obj))
+                )
+                if _is_image_stack(tuple(obj.shape or ()), obj.dtype):
+                    images.append("/" + name)
+            else:
+                nodes.append(Node("/" + name, "group", attrs=attrs_of(obj)))
+
+        try:
+            f.visititems(visit)
+        except (OSError, RuntimeError, KeyError) as e:
+            raise NotHDF5Error(f"HDF5 file {path} is damaged: {e}") from e
+    return Description(path, path.stat().st_size, nodes, read_metadata(path), images)
+
+
+def contact_sheet(path: Path, out: Path, frames: int = 8, max_width: int = 160) -> int:
+    """Write a PNG grid of image frames found in the file: one row per camera stream,
+    `frames` evenly spaced time steps per row. Returns the number of rows.
+
+    Raises:
+        NotHDF5Error: no uint8 (T, H, W, 3) or (T, ncam, H, W, 3) dataset in the file.
+    """
+    import numpy as np
+    from PIL import Image
+
+    rows: list[list[np.ndarray]] = []
+    with _open(path) as f:
+        found: list[str] = []
+
+        def collect(name: str, obj: Any) -> None:
+            shape = getattr(obj, "shape", None)
+            if shape is not None and _is_image_stack(tuple(shape), obj.dtype):
+                found.append(name)
+
+        f.visititems(collect)
+        for name in found:
+            ds = f[name]
+            t = ds.shape[0]
+            steps = sorted({round(i * (t - 1) / max(frames - 1, 1)) for i in range(min(frames, t))})
+            stack = np.asarray(ds[steps])  # one read of just the frames we show
+            cams = [stack] if stack.ndim == 4 else [stack[:, c] for c in range(stack.shape[1])]
+            rows.extend([list(cam) for cam in cams])
+    if not rows:
+        raise NotHDF5Error(
+            f"no image frames in {path} (looked for uint8 datasets shaped "
+            "(T, H, W, 3) or (T, ncam, H, W, 3))"
+        )
+    tiles = [[_thumb(frame, max_width) for frame in row] for row in rows]
+    cell_w = max(t.width for row in tiles for t in row)
+    cell_h = max(t.height for row in tiles for t in row)
+    ncols = max(len(row) for row in tiles)
+    pad = 2
+    sheet = Image.new("RGB", (ncols * (cell_w + pad) + pad, len(tiles) * (cell_h + pad) + pad))
+    for r, row in enumerate(tiles):
+        for c, tile in enumerate(row):
+            sheet.paste(tile, (pad + c * (cell_w + pad), pad + r * (cell_h + pad)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, format="PNG")
+    return len(tiles)
+
+
+def _thumb(frame: np.ndarray, max_width: int) -> Any:
+    from PIL import Image
+
+    img = Image.fromarray(frame, "RGB")
+    if img.width > max_width:
+        img = img.resize((max_width, max(1, img.height * max_width // img.width)))
+    elif img.width < max_width // 2:
+        # RoboNet frames are tiny (64 x 48); enlarge them so a person can see them.
+        scale = max_width // img.width
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    return img

@@ -1,0 +1,402 @@
+"""Planning `up`, `down` and `pull`: which items to transfer, which are already in place,
+which must be refused. The transfers themselves are the engine's (transfer.py).
+
+A local file and an object are "the same" when their sizes match and either the
+object's sha256 header (or the catalog's copy of it) equals the file's, or its ETag is
+a plain MD5 (or deon's multipart ETag) equal to the file's. Only when neither proves
+it does deon send a HEAD.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from deon import meta
+from deon.digest import Cancelled, Digest, digest_file, etag_is_md5, matches_etag
+from deon.errors import (
+    DeonError,
+    KeyNotFound,
+    LocalPathError,
+    PreconditionFailed,
+    UnsafeKey,
+)
+from deon.hdf5 import is_hdf5, read_metadata
+from deon.report import Outcome, Progress, Status, SyncResult
+from deon.state import State
+from deon.storage import ObjectInfo, Storage
+from deon.transfer import Engine, expected_sha256, failed
+from deon.uri import (
+    RESERVED_SEGMENT,
+    TEMP_PREFIX,
+    S3Address,
+    check_relative_key,
+    is_directory_marker,
+    is_reserved,
+    local_path_for,
+)
+
+HDF5_CONTENT_TYPE = "application/x-hdf5"
+
+
+@dataclass(frozen=True)
+class Known:
+    """What is already known about an object (from LIST or the catalog)."""
+
+    size: int
+    etag: str
+    sha256: str | None = None
+
+
+# -- shared ---------------------------------------------------------------------------
+
+
+def _is_current(storage: Storage, bucket: str, key: str, dest: Path, known: Known) -> bool:
+    """Whether the local file already holds the object's bytes."""
+    if not dest.is_file() or dest.is_symlink() or dest.stat().st_size != known.size:
+        return False
+    digest = digest_file(dest)
+    if known.sha256:
+        return digest.sha256 == known.sha256
+    if etag_is_md5(known.etag):
+        return digest.md5 == known.etag.lower()
+    if matches_etag(digest, known.etag):
+        return True
+    # A multipart ETag from another tool's part size: only the sha256 header can tell.
+    try:
+        head = storage.head(bucket, key)
+    except KeyNotFound:
+        return False
+    return head.etag == known.etag and expected_sha256(head) == digest.sha256
+
+
+def _fetch(
+    engine: Engine,
+    address: S3Address,
+    dest: Path,
+    known: Known | None,
+    *,
+    force: bool,
+    dry_run: bool,
+) -> Outcome:
+    """Bring one object to `dest` unless it is already there."""
+    uri = address.uri
+    try:
+        replacing = dest.exists()
+        if known is None and (replacing or not dry_run):
+            head = engine.storage.head(address.bucket, address.key)
+            known = Known(head.size, head.etag, expected_sha256(head))
+        if replacing and not force and known is not None:
+            if _is_current(engine.storage, address.bucket, address.key, dest, known):
+                engine.progress.advance(known.size)
+                return Outcome(uri, dest, Status.UNCHANGED, known.size)
+        if dry_run:
+            return Outcome(uri, dest, Status.PLANNED, known.size if known else 0)
+        got = engine.download(
+            address.bucket,
+            address.key,
+            dest,
+            size=known.size if known else None,
+            etag=known.etag if known else None,
+        )
+        status = Status.REPLACED if replacing else Status.TRANSFERRED
+        return Outcome(uri, dest, status, got.nbytes)
+    except Cancelled:
+        raise
+    except (DeonError, OSError) as e:
+        return failed(uri, dest, e)
+
+
+def _collect(
+    result: SyncResult, outcomes: Iterator[Outcome], progress: Progress, started: float
+) -> SyncResult:
+    try:
+        for outcome in outcomes:
+            result.outcomes.append(outcome)
+    finally:
+        result.seconds = time.monotonic() - started
+        progress.end()
+    result.outcomes.sort(key=lambda o: o.uri)
+    return result
+
+
+# -- down and pull -----------------------------------------------------------------------
+
+
+def listed(storage: Storage, address: S3Address) -> Iterator[ObjectInfo]:
+    """The data objects under an address: no directory markers, nothing reserved."""
+    for obj in storage.iter_objects(address.bucket, address.prefix):
+        if is_directory_marker(obj.key, obj.size) or is_reserved(obj.key):
+            continue
+        yield obj
+
+
+def down(
+    engine: Engine,
+    address: S3Address,
+    local_dir: Path,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    hints: dict[str, str] | None = None,
+) -> SyncResult:
+    """Make `local_dir` hold every object under `address` (see `deon.api.down`)."""
+    started = time.monotonic()
+    progress = engine.progress
+    result = SyncResult("down")
+    objects = list(listed(engine.storage, address))
+    progress.begin("down", len(objects), sum(o.size for o in objects))
+    prefix = address.prefix
+    tasks: list[tuple[ObjectInfo, Path]] = []
+    for obj in objects:
+        try:
+            dest = local_path_for(local_dir, obj.key[len(prefix) :])
+        except UnsafeKey as e:
+            outcome = Outcome(obj.uri, None, Status.FAILED, message=f"refused unsafe key: {e}")
+            result.outcomes.append(outcome)
+            progress.item_done(outcome)
+            continue
+        tasks.append((obj, dest))
+    hints = hints or {}
+
+    def one(task: tuple[ObjectInfo, Path]) -> Outcome:
+        obj, dest = task
+        known = Known(obj.size, obj.etag, hints.get(obj.uri))
+        return _fetch(
+            engine, S3Address(obj.bucket, obj.key), dest, known, force=force, dry_run=dry_run
+        )
+
+    return _collect(result, engine.run(one, tasks), progress, started)
+
+
+def pull(
+    engine: Engine,
+    addresses: Iterable[S3Address],
+    data_dir: Path,
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    known: dict[str, Known] | None = None,
+) -> SyncResult:
+    """Download the given objects to DATA_DIR/BUCKET/KEY (see `deon.api.pull`)."""
+    started = time.monotonic()
+    progress = engine.progress
+    result = SyncResult("pull")
+    unique = list(dict.fromkeys(addresses))
+    known = known or {}
+    progress.begin("pull", len(unique), sum(k.size for a in unique if (k := known.get(a.uri))))
+    tasks: list[tuple[S3Address, Path]] = []
+    for address in unique:
+        try:
+            dest = local_path_for(data_dir / address.bucket, address.key)
+        except UnsafeKey as e:
+            outcome = Outcome(address.uri, None, Status.FAILED, message=f"refused unsafe key: {e}")
+            result.outcomes.append(outcome)
+            progress.item_done(outcome)
+            continue
+        tasks.append((address, dest))
+
+    def one(task: tuple[S3Address, Path]) -> Outcome:
+        address, dest = task
+        return _fetch(engine, address, dest, known.get(address.uri), force=force, dry_run=dry_run)
+
+    return _collect(result, engine.run(one, tasks), progress, started)
+
+
+# -- up ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: Path
+    relative: str  # POSIX, relative to the folder being uploaded
+    size: int
+
+
+def scan(root: Path) -> tuple[list[LocalFile], list[str]]:
+    """Every regular file under `root` (following file symlinks, not folder symlinks),
+    skipping deon's temporary files and reserved folders. Returns (files, warnings)."""
+    files: list[LocalFile] = []
+    warnings: list[str] = []
+
+    def on_error(e: OSError) -> None:
+        warnings.append(f"cannot read {e.filename}: {e.strerror}")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
+        dirnames[:] = sorted(d for d in dirnames if d != RESERVED_SEGMENT)
+        for name in sorted(filenames):
+            if name.startswith(TEMP_PREFIX):
+                continue
+            path = Path(dirpath) / name
+            try:
+                st = path.stat()
+            except OSError as e:
+                warnings.append(f"cannot read {path}: {e.strerror}")
+                continue
+            if not path.is_file():
+                continue
+            rel = path.relative_to(root).as_posix()
+            files.append(LocalFile(path, rel, st.st_size))
+    return files, warnings
+
+
+def up(
+    engine: Engine,
+    state: State,
+    address: S3Address,
+    local: Path,
+    *,
+    overwrite: bool = False,
+    dry_run: bool = False,
+) -> SyncResult:
+    """Upload new or changed files under `local` to `address` (see `deon.api.up`)."""
+    started = time.monotonic()
+    progress = engine.progress
+    result = SyncResult("up")
+    if not local.exists():
+        raise LocalPathError(f"no such folder: {local}")
+    if local.is_file():
+        files = [LocalFile(local, local.name, local.stat().st_size)]
+    else:
+        files, warnings = scan(local)
+        result.warnings.extend(warnings)
+    remote = {o.key: o for o in engine.storage.iter_objects(address.bucket, address.prefix)}
+    progress.begin("up", len(files), sum(f.size for f in files))
+    for w in result.warnings:
+        progress.warn(w)
+    sidecar_root = f"{address.prefix}{RESERVED_SEGMENT}/meta/"
+    not_hdf5: list[str] = []
+
+    def one(item: LocalFile) -> Outcome:
+        key = address.prefix + item.relative
+        uri = f"s3://{address.bucket}/{key}"
+        try:
+            try:
+                check_relative_key(item.relative)
+            except UnsafeKey as e:
+                return Outcome(uri, item.path, Status.FAILED, message=f"unshareable name: {e}")
+            digest = digest_file(item.path, engine.cancel)
+            encoded, hdf5 = _encode_metadata(item.path, digest, sidecar_root, result, progress)
+            if not hdf5:
+                not_hdf5.append(item.relative)
+            return _put(engine, state, address.bucket, key, item.path, digest, encoded, hdf5,
+                        remote.get(key), overwrite=overwrite, dry_run=dry_run)
+        except Cancelled:
+            raise
+        except (DeonError, OSError) as e:
+            return failed(uri, item.path, e)
+
+    done = _collect(result, engine.run(one, files), progress, started)
+    if not_hdf5:
+        done.warnings.append(
+            f"{len(not_hdf5)} file(s) are not HDF5 and went up without metadata "
+            f"(e.g. {sorted(not_hdf5)[0]})"
+        )
+    return done
+
+
+def _encode_metadata(
+    path: Path, digest: Digest, sidecar_root: str, result: SyncResult, progress: Progress
+) -> tuple[meta.Encoded, bool]:
+    """The headers for a file: its sha256 and, for HDF5 files, its metadata document."""
+    hdf5 = is_hdf5(path)
+    document, has_document = None, False
+    if hdf5:
+        read = read_metadata(path)
+        if read.status == "ok":
+            document, has_document = read.document, True
+        else:
+            message = f"{path}: {read.detail}; uploaded without metadata"
+            result.warnings.append(message)
+            progress.warn(message)
+    try:
+        encoded = meta.encode(
+            document,
+            digest.sha256,
+            sidecar_key=lambda d: f"{sidecar_root}{d}.json",
+            has_document=has_document,
+        )
+    except ValueError as e:
+        message = f"{path}: metadata cannot be stored ({e}); uploaded without metadata"
+        result.warnings.append(message)
+        progress.warn(message)
+        encoded = meta.encode(None, digest.sha256, lambda d: "", has_document=False)
+    return encoded, hdf5
+
+
+def _put(
+    engine: Engine,
+    state: State,
+    bucket: str,
+    key: str,
+    path: Path,
+    digest: Digest,
+    encoded: meta.Encoded,
+    hdf5: bool,
+    existing: ObjectInfo | None,
+    *,
+    overwrite: bool,
+    dry_run: bool,
+) -> Outcome:
+    uri = f"s3://{bucket}/{key}"
+    storage = engine.storage
+    if_match: str | None = None
+    if existing is not None:
+        if existing.size == digest.size and matches_etag(digest, existing.etag):
+            engine.progress.advance(digest.size)
+            return Outcome(uri, path, Status.UNCHANGED, digest.size)
+        try:
+            head = storage.head(bucket, key)
+        except KeyNotFound:
+            head = None  # deleted since the listing: upload as new
+        if head is not None:
+            if expected_sha256(head) == digest.sha256:
+                engine.progress.advance(digest.size)
+                return Outcome(uri, path, Status.UNCHANGED, digest.size)
+            mine = state.uploaded_etag(bucket, key) == head.etag
+            if not (overwrite or mine):
+                return Outcome(
+                    uri,
+                    path,
+                    Status.FAILED,
+                    message="refused: a different object already exists at this key and it is "
+                    "not one you uploaded (use --overwrite to replace it)",
+                )
+            if_match = head.etag
+    if dry_run:
+        return Outcome(uri, path, Status.PLANNED, digest.size)
+    if encoded.sidecar is not None:
+        engine.put_bytes_once(bucket, encoded.sidecar.key, encoded.sidecar.body)
+    try:
+        etag = engine.upload(
+            bucket,
+            key,
+            path,
+            digest,
+            encoded.metadata,
+            if_none_match=if_match is None,
+            if_match=if_match,
+            content_type=HDF5_CONTENT_TYPE if hdf5 else None,
+        )
+    except PreconditionFailed:
+        # Someone wrote the key since we looked. If it holds our bytes (a retried
+        # request of ours, or the same file from a colleague), all is well.
+        try:
+            head = storage.head(bucket, key)
+        except KeyNotFound:
+            head = None
+        if head is not None and expected_sha256(head) == digest.sha256:
+            return Outcome(uri, path, Status.UNCHANGED, digest.size)
+        return Outcome(
+            uri,
+            path,
+            Status.FAILED,
+            message="refused: someone else wrote a different object at this key while "
+            "uploading; nothing was replaced (run again to compare, or use --overwrite)",
+        )
+    state.record_upload(bucket, key, etag, digest.sha256)
+    status = Status.TRANSFERRED if if_match is None else Status.REPLACED
+    return Outcome(uri, path, status, digest.size)

@@ -1,0 +1,475 @@
+"""The transfer engine shared by `up`, `down` and `pull`.
+
+Downloads land atomically: bytes go to a temporary file beside the target, are checked
+(size, then the sha256 the object carries, else its plain-MD5 ETag) and only then renamed
+into place. Objects above the multipart threshold are fetched as concurrent ranged GETs
+into a resumable temporary file with a journal of finished parts, so an interrupted
+large download continues where it stopped. Uploads are conditional (If-None-Match /
+If-Match) and carry Content-MD5, so S3 rejects bytes that changed on the way.
+
+s3transfer is not used for the transfers themselves: it cannot pass conditional-write
+headers, verify before renaming, or resume. Its chunk-size rules are reused (digest.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, as_completed, wait
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from deon import meta
+from deon.digest import (
+    PART_SIZE,
+    READ_SIZE,
+    Cancelled,
+    Digest,
+    etag_is_md5,
+    part_ranges,
+    uses_multipart,
+)
+from deon.errors import DeonError, IntegrityError, LocalPathError
+from deon.report import Outcome, Progress, Status
+from deon.storage import ObjectHead, Storage, stream_errors
+from deon.uri import TEMP_PREFIX
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+T = TypeVar("T")
+
+#: Attempts at a response body that breaks while streaming (each resumes where it broke).
+STREAM_ATTEMPTS = 6
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode("ascii")
+
+
+def resumable_temp_path(dest: Path, etag: str) -> Path:
+    """The temporary file of a resumable download: fixed for a (file name, ETag) pair,
+    so a re-run finds it; a changed object gets a fresh one."""
+    tag = hashlib.sha1(f"{dest.name}\0{etag}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return dest.with_name(f"{TEMP_PREFIX}{tag}")
+
+
+def unique_temp_path(dest: Path) -> Path:
+    return dest.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
+
+
+def expected_sha256(head: ObjectHead) -> str | None:
+    """The sha256 an object's headers claim for its bytes, if any."""
+    value = head.metadata.get(meta.SHA256_KEY, "").strip().lower()
+    if len(value) == 64 and all(c in "0123456789abcdef" for c in value):
+        return value
+    return None
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """What a finished download verified."""
+
+    nbytes: int
+    sha256: str
+    head: ObjectHead
+
+
+class Engine:
+    """Thread pools for whole items and for parts of large objects.
+
+    Item tasks may wait on part tasks, never the reverse, so the two separate pools
+    cannot deadlock. `cancel` stops every task at its next chunk.
+    """
+
+    def __init__(self, storage: Storage, workers: int, progress: Progress | None = None) -> None:
+        self.storage = storage
+        self.workers = max(1, workers)
+        self.progress = progress or Progress()
+        self.cancel = threading.Event()
+        self._umask = _umask()
+        self._items = ThreadPoolExecutor(self.workers, thread_name_prefix="deon-item")
+        self._parts = ThreadPoolExecutor(self.workers, thread_name_prefix="deon-part")
+
+    def close(self) -> None:
+        self.cancel.set()
+        self._items.shutdown(wait=True, cancel_futures=True)
+        self._parts.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- running many items ---------------------------------------------------------
+
+    def run(self, fn: Callable[[T], Outcome], items: Iterable[T]) -> Iterator[Outcome]:
+        """Run `fn` on every item concurrently; yield outcomes as they complete.
+
+        `fn` reports its own failures as FAILED outcomes; an unexpected exception in
+        it propagates. On KeyboardInterrupt, workers stop at their next chunk.
+        """
+        futures: list[Future[Outcome]] = []
+        try:
+            futures = [self._items.submit(fn, item) for item in items]
+            for future in as_completed(futures):
+                outcome = future.result()
+                self.progress.item_done(outcome)
+                yield outcome
+        except BaseException:
+            self.cancel.set()
+            for f in futures:
+                f.cancel()
+            raise
+
+    def check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+    def _retrying(self) -> Any:
+        from tenacity import (
+            Retrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
+
+        return Retrying(
+            stop=stop_after_attempt(STREAM_ATTEMPTS),
+            wait=wait_exponential_jitter(initial=0.2, max=8),
+            retry=retry_if_exception_type(stream_errors()),
+            reraise=True,
+        )
+
+    # -- downloads ------------------------------------------------------------------
+
+    def download(
+        self,
+        bucket: str,
+        key: str,
+        dest: Path,
+        *,
+        size: int | None = None,
+        etag: str | None = None,
+    ) -> Downloaded:
+        """Download one object to `dest`, atomically and verified.
+
+        Raises:
+            DeonError: the object could not be fetched or did not verify; nothing was
+                written under `dest`.
+            Cancelled: the run was interrupted.
+        """
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as e:
+            raise LocalPathError(f"a file is in the way of folder {dest.parent}") from e
+        except OSError as e:
+            raise LocalPathError(f"cannot create folder {dest.parent}: {e.strerror}") from e
+        if dest.is_dir():
+            raise LocalPathError(f"a folder is in the way of file {dest}")
+        if size is not None and etag and uses_multipart(size):
+            return self._download_ranged(bucket, key, dest, size, etag)
+        return self._download_whole(bucket, key, dest)
+
+    def _download_whole(self, bucket: str, key: str, dest: Path) -> Downloaded:
+        tmp = unique_temp_path(dest)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                sha = hashlib.sha256()
+                md5 = hashlib.md5(usedforsecurity=False)
+                written = 0
+                head: ObjectHead | None = None
+                for attempt in self._retrying():
+                    with attempt:
+                        start = written if head is not None else None
+                        h, body = self.storage.get(
+                            bucket, key, start=start, if_match=head.etag if head else None
+                        )
+                        if head is None:
+                            head = h
+                        elif h.size == head.total_size and written:
+                            # The server ignored the Range: start over from byte 0.
+                            out.seek(0)
+                            out.truncate()
+                            sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+                            self.progress.advance(-written)
+                            written = 0
+                        with body:
+                            for chunk in body.iter_chunks(READ_SIZE):
+                                self.check_cancel()
+                                out.write(chunk)
+                                sha.update(chunk)
+                                md5.update(chunk)
+                                written += len(chunk)
+                                self.progress.advance(len(chunk))
+                assert head is not None
+            total = head.total_size if head.total_size is not None else head.size
+            if written != total:
+                raise IntegrityError(f"s3://{bucket}/{key}: got {written} of {total} bytes")
+            got = sha.hexdigest()
+            want = expected_sha256(head)
+            if want is not None and got != want:
+                raise IntegrityError(
+                    f"s3://{bucket}/{key}: corrupt: sha256 {got[:12]}… does not match "
+                    f"the {want[:12]}… the object claims"
+                )
+            if want is None and etag_is_md5(head.etag, head.encryption):
+                if md5.hexdigest() != head.etag.lower():
+                    raise IntegrityError(f"s3://{bucket}/{key}: corrupt: MD5 does not match ETag")
+            self._finalize(tmp, dest, head.last_modified)
+            return Downloaded(written, got, head)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def _download_ranged(self, bucket: str, key: str, dest: Path, size: int, etag: str) -> Downloaded:
+        tmp = resumable_temp_path(dest, etag)
+        journal = tmp.with_name(tmp.name + ".parts")
+        ranges = part_ranges(size, PART_SIZE)
+        header = json.dumps({"etag": etag, "size": size, "part_size": PART_SIZE})
+        with open(journal, "a+", encoding="utf-8") as jf:
+            os.chmod(journal, 0o600)
+            if fcntl is not None:
+                try:
+                    fcntl.flock(jf, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as e:
+                    raise LocalPathError(
+                        f"{dest} is being downloaded by another deon process"
+                    ) from e
+            done = self._read_journal(jf, header, tmp, size)
+            if not done:
+                jf.seek(0)
+                jf.truncate()
+                jf.write(header + "\n")
+                jf.flush()
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+                os.ftruncate(fd, size)
+            else:
+                fd = os.open(tmp, os.O_RDWR)
+            try:
+                resumed = sum(ranges[i][1] for i in done)
+                self.progress.advance(resumed)
+                failed = threading.Event()
+                lock = threading.Lock()
+
+                def fetch(index: int) -> ObjectHead:
+                    offset, length = ranges[index]
+                    head = self._fetch_range(bucket, key, etag, fd, offset, length, failed)
+                    with lock:
+                        jf.write(f"{index}\n")
+                        jf.flush()
+                    return head
+
+                todo = [i for i in range(len(ranges)) if i not in done]
+                futures = [self._parts.submit(fetch, i) for i in todo]
+                finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                errors = [f.exception() for f in finished if f.exception() is not None]
+                if errors:
+                    failed.set()
+                    wait(futures)
+                    raise errors[0]  # type: ignore[misc]
+                head = futures[0].result() if futures else self.storage.head(bucket, key)
+                got = self._hash_file(fd, size)
+            finally:
+                os.close(fd)
+            want = expected_sha256(head)
+            if want is not None and got != want:
+                tmp.unlink(missing_ok=True)
+                journal.unlink(missing_ok=True)
+                raise IntegrityError(
+                    f"s3://{bucket}/{key}: corrupt: sha256 {got[:12]}… does not match "
+                    f"the {want[:12]}… the object claims"
+                )
+            self._finalize(tmp, dest, head.last_modified)
+            journal.unlink(missing_ok=True)
+        return Downloaded(size, got, head)
+
+    @staticmethod
+    def _read_journal(jf: Any, header: str, tmp: Path, size: int) -> set[int]:
+        """Finished part numbers of an earlier attempt at the same object, if usable."""
+        jf.seek(0)
+        lines = jf.read().splitlines()
+        if not lines or lines[0] != header:
+            return set()
+        try:
+            if tmp.stat().st_size != size:
+                return set()
+        except FileNotFoundError:
+            return set()
+        return {int(line) for line in lines[1:] if line.strip().isdigit()}
+
+    def _fetch_range(
+        self,
+        bucket: str,
+        key: str,
+        etag: str,
+        fd: int,
+        offset: int,
+        length: int,
+        failed: threading.Event,
+    ) -> ObjectHead:
+        done = 0
+        head: ObjectHead | None = None
+        for attempt in self._retrying():
+            with attempt:
+                start = offset + done
+                head, body = self.storage.get(
+                    bucket, key, start=start, end=offset + length - 1, if_match=etag
+                )
+                if head.size != length - done:
+                    raise IntegrityError(
+                        f"s3://{bucket}/{key}: server sent {head.size} bytes for a range "
+                        f"of {length - done}"
+                    )
+                with body:
+                    for chunk in body.iter_chunks(READ_SIZE):
+                        if failed.is_set():
+                            raise Cancelled()
+                        self.check_cancel()
+                        os.pwrite(fd, chunk, offset + done)
+                        done += len(chunk)
+                        self.progress.advance(len(chunk))
+        if done != length:
+            raise IntegrityError(f"s3://{bucket}/{key}: short range at {offset}")
+        assert head is not None
+        return head
+
+    def _hash_file(self, fd: int, size: int) -> str:
+        sha = hashlib.sha256()
+        offset = 0
+        while offset < size:
+            self.check_cancel()
+            chunk = os.pread(fd, 8 * READ_SIZE, offset)
+            if not chunk:
+                break
+            sha.update(chunk)
+            offset += len(chunk)
+        return sha.hexdigest()
+
+    def _finalize(self, tmp: Path, dest: Path, last_modified: datetime | None) -> None:
+        """Give the verified file normal permissions and the object's time, then rename."""
+        os.chmod(tmp, 0o666 & ~self._umask)
+        if last_modified is not None:
+            os.utime(tmp, (time.time(), last_modified.timestamp()))
+        if dest.is_dir():
+            raise LocalPathError(f"a folder is in the way of file {dest}")
+        os.replace(tmp, dest)
+
+    # -- uploads --------------------------------------------------------------------
+
+    def upload(
+        self,
+        bucket: str,
+        key: str,
+        src: Path,
+        digest: Digest,
+        metadata: dict[str, str],
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """Upload a digested file, conditionally. Returns the new ETag.
+
+        Raises:
+            PreconditionFailed: the condition failed (the key changed meanwhile).
+            StorageError: S3 rejected the bytes (BadDigest: the file changed while read).
+        """
+        if not digest.multipart:
+            with open(src, "rb") as f:
+                etag = self.storage.put(
+                    bucket,
+                    key,
+                    f,
+                    size=digest.size,
+                    content_md5=_b64(bytes.fromhex(digest.md5)),
+                    metadata=metadata,
+                    if_none_match=if_none_match,
+                    if_match=if_match,
+                    content_type=content_type,
+                )
+            self.progress.advance(digest.size)
+            return etag
+        upload_id = self.storage.create_multipart(bucket, key, metadata, content_type)
+        try:
+            ranges = part_ranges(digest.size, digest.part_size)
+            failed = threading.Event()
+            with open(src, "rb") as f:
+                fd = f.fileno()
+
+                def send(index: int) -> str:
+                    if failed.is_set():
+                        raise Cancelled()
+                    self.check_cancel()
+                    offset, length = ranges[index]
+                    data = os.pread(fd, length, offset)
+                    part_etag = self.storage.upload_part(
+                        bucket, key, upload_id, index + 1, data, _b64(digest.part_md5s[index])
+                    )
+                    self.progress.advance(length)
+                    return part_etag
+
+                futures = [self._parts.submit(send, i) for i in range(len(ranges))]
+                finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+                errors = [fut.exception() for fut in finished if fut.exception() is not None]
+                if errors:
+                    failed.set()
+                    wait(futures)
+                    raise errors[0]  # type: ignore[misc]
+                etags = [fut.result() for fut in futures]
+            return self.storage.complete_multipart(
+                bucket, key, upload_id, etags, if_none_match=if_none_match, if_match=if_match
+            )
+        except BaseException:
+            self.storage.abort_multipart(bucket, key, upload_id)
+            raise
+
+    def put_bytes_once(self, bucket: str, key: str, body: bytes) -> None:
+        """Write a small content-addressed object unless it already exists."""
+        from deon.errors import PreconditionFailed
+
+        try:
+            self.storage.put(
+                bucket,
+                key,
+                body,
+                size=len(body),
+                content_md5=_b64(hashlib.md5(body, usedforsecurity=False).digest()),
+                metadata={},
+                if_none_match=True,
+                content_type="application/json",
+            )
+        except PreconditionFailed:
+            pass  # the same name means the same content: someone wrote it already
+
+
+def failed(uri: str, local: Path | None, error: BaseException) -> Outcome:
+    """A FAILED outcome with a one-line message."""
+    if isinstance(error, DeonError):
+        message = str(error)
+    elif isinstance(error, OSError):
+        message = f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
+    else:
+        message = f"{type(error).__name__}: {error}"
+    prefix = uri + ": "
+    if message.startswith(prefix):
+        message = message[len(prefix) :]
+    return Outcome(uri, local, Status.FAILED, message=message)
