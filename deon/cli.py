@@ -422,7 +422,7 @@ def show(file: Path, png: Path | None, frames: int, as_json: bool) -> None:
     else:
         click.echo(f"{d.path}  ({_human(d.size)})")
         for node in d.nodes:
-            depth = node.path.count("/") - (0 if node.path == "/" else 1)
+            depth = 0 if node.path == "/" else node.path.count("/")
             indent = "  " * depth
             name = node.path if node.path == "/" else node.path.rsplit("/", 1)[1]
             if node.kind == "dataset":

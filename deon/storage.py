@@ -9,6 +9,7 @@ while streaming is retried by the transfer engine, which knows how far it got.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -137,9 +138,15 @@ class Storage:
         import botocore.config
         import botocore.exceptions as bex
 
+        # AWS_MAX_ATTEMPTS / AWS_RETRY_MODE, when set, win: botocore reads them itself.
+        retries: dict[str, Any] = {}
+        if not os.environ.get("AWS_RETRY_MODE"):
+            retries["mode"] = "standard"
+        if not os.environ.get("AWS_MAX_ATTEMPTS"):
+            retries["max_attempts"] = MAX_ATTEMPTS
         config = botocore.config.Config(
             max_pool_connections=self.max_pool_connections,
-            retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+            retries=retries or None,
             connect_timeout=10,
             read_timeout=60,
             # Many S3-compatible servers reject the aws-chunked CRC trailers that botocore

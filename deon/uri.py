@@ -143,15 +143,16 @@ def local_path_for(root: Path, relative: str) -> Path:
     """
     rel = check_relative_key(relative)
     target = root.joinpath(*rel.parts)
-    real_root = root.resolve()
-    # Resolve the nearest existing ancestor: a symlinked folder inside the destination
-    # must not redirect a write elsewhere.
+    # Resolve the nearest existing folder between the target and the root: a symlinked
+    # folder inside the destination must not redirect a write elsewhere. (Folders that
+    # do not exist yet will be created as real folders.)
     probe = target.parent
-    while not probe.exists() and probe != probe.parent:
+    while probe != root and not probe.exists():
         probe = probe.parent
-    real_probe = probe.resolve()
-    if real_probe != real_root and real_root not in real_probe.parents:
-        raise UnsafeKey("key leads through a symlink outside the destination")
+    if probe.exists():
+        real_root, real_probe = root.resolve(), probe.resolve()
+        if real_probe != real_root and real_root not in real_probe.parents:
+            raise UnsafeKey("key leads through a symlink outside the destination")
     if target.is_symlink():
         raise UnsafeKey("local path is a symlink")
     return target

@@ -1,0 +1,145 @@
+"""Shared fixtures: a moto S3 server on 127.0.0.1 behind a counting proxy, an isolated
+environment per test (no real AWS config can leak in), and helpers to make HDF5 files
+and run the real `deon` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.s3proxy import S3Proxy
+
+BUCKET = "lab"
+_DEON = Path(sys.executable).parent / "deon"
+DEON_CMD = [str(_DEON)] if _DEON.exists() else [sys.executable, "-m", "deon"]
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Any:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield host, port
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy(moto_server: tuple[str, int]) -> Any:
+    p = S3Proxy(*moto_server).start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point every deon and AWS setting at the test's own folder."""
+    for var in list(os.environ):
+        if var.startswith(("AWS_", "DEON_")):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("DEON_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DEON_CATALOG", str(tmp_path / "catalog.sqlite"))
+    monkeypatch.setenv("DEON_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("COLUMNS", "200")
+    return tmp_path
+
+
+@dataclass
+class Lab:
+    """One test's S3 world: a bucket behind the proxy, and a direct client to moto."""
+
+    tmp: Path
+    endpoint: str
+    proxy: S3Proxy
+    client: Any  # boto3 client straight to moto, bypassing the proxy (not counted)
+    bucket: str = BUCKET
+
+    @property
+    def data_dir(self) -> Path:
+        return self.tmp / "data"
+
+    def put(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=metadata or {})
+
+    def get(self, key: str) -> bytes:
+        return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def head(self, key: str) -> dict[str, Any]:
+        return dict(self.client.head_object(Bucket=self.bucket, Key=key))
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        )
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+@pytest.fixture
+def lab(
+    isolated_env: Path, moto_server: tuple[str, int], proxy: S3Proxy, monkeypatch: pytest.MonkeyPatch
+) -> Lab:
+    import boto3
+
+    host, port = moto_server
+    urllib.request.urlopen(
+        urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")
+    ).read()
+    proxy.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    client = boto3.client("s3", endpoint_url=f"http://{host}:{port}", region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    return Lab(isolated_env, proxy.url, proxy, client)
+
+
+def make_h5(
+    path: Path,
+    metadata: Any = None,
+    *,
+    raw_metadata: Any = None,
+    frames: tuple[int, ...] | None = (6, 48, 64, 3),
+    seed: int = 0,
+) -> Path:
+    """A RoboNet-like HDF5 file: image frames, states, actions and attrs['metadata']."""
+    import h5py
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        if frames is not None:
+            f.create_dataset(
+                "env/cam0_video/frames", data=rng.integers(0, 255, frames, dtype=np.uint8)
+            )
+        f.create_dataset("env/state", data=rng.random((frames[0] if frames else 4, 5)))
+        f.create_dataset("policy/actions", data=rng.random((frames[0] if frames else 4, 4)))
+        if raw_metadata is not None:
+            f.attrs["metadata"] = raw_metadata
+        elif metadata is not None:
+            f.attrs["metadata"] = json.dumps(metadata)
+    return path
+
+
+def run_deon(*args: str, input: str | None = None, timeout: float = 120, **kw: Any) -> Any:
+    """Run the installed `deon` command; returns the CompletedProcess (text mode)."""
+    return subprocess.run(
+        [*DEON_CMD, *args], input=input, capture_output=True, text=True, timeout=timeout, **kw
+    )
+
+
+def assert_no_traceback(text: str) -> None:
+    assert "Traceback" not in text, text
