@@ -442,6 +442,32 @@ def show(file: Path, png: Path | None, frames: int, as_json: bool) -> None:
         click.echo(f"wrote {png} ({rows} camera stream(s) x up to {frames} frames)", err=True)
 
 
+@cli.command()
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Scratch folder (default: a new temporary folder).")
+@click.option("--keep", is_flag=True, help="Keep the scratch folder afterwards.")
+@click.option("--per-member", default=6, show_default=True, type=click.IntRange(1, 1000),
+              help="Trajectories to generate for each of the two lab members.")
+def demo(workdir: Path | None, keep: bool, per_member: int) -> None:
+    """Run the whole job on a local S3 server: no AWS account, no network.
+
+    Starts an S3 server on 127.0.0.1, makes RoboNet-like trajectories for two lab
+    members and runs the real deon commands against it, printing each command and
+    what came out. Nothing is left running afterwards. Needs the demo extra
+    (pip install 'deon[demo]').
+
+    \b
+    Example:
+        deon demo
+        deon demo --keep --workdir /tmp/deon-demo
+    """
+    from deon.demo import run_demo
+
+    status = run_demo(workdir, keep=keep, per_member=per_member, echo=click.echo)
+    if status:
+        raise click.exceptions.Exit(status)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="deon")

@@ -86,10 +86,10 @@ def _fetch(
     uri = address.uri
     try:
         replacing = dest.exists()
-        if known is None and (replacing or not dry_run):
-            head = engine.storage.head(address.bucket, address.key)
-            known = Known(head.size, head.etag, expected_sha256(head))
-        if replacing and not force and known is not None:
+        if replacing and not force:
+            if known is None:  # only a HEAD can tell whether the local file is current
+                head = engine.storage.head(address.bucket, address.key)
+                known = Known(head.size, head.etag, expected_sha256(head))
             if _is_current(engine.storage, address.bucket, address.key, dest, known):
                 engine.progress.advance(known.size)
                 return Outcome(uri, dest, Status.UNCHANGED, known.size)

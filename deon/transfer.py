@@ -148,12 +148,13 @@ class Engine:
             Retrying,
             retry_if_exception_type,
             stop_after_attempt,
-            wait_exponential_jitter,
+            wait_exponential,
+            wait_random,
         )
 
         return Retrying(
             stop=stop_after_attempt(STREAM_ATTEMPTS),
-            wait=wait_exponential_jitter(initial=0.2, max=8),
+            wait=wait_exponential(multiplier=0.2, max=8) + wait_random(0, 0.2),
             retry=retry_if_exception_type(stream_errors()),
             reraise=True,
         )

@@ -1,0 +1,46 @@
+"""The README documents every command, and every command's help has an example."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+
+from deon.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    out = []
+    for name, command in group.commands.items():
+        full = f"{prefix}{name}"
+        if isinstance(command, click.Group):
+            out.extend(commands(command, full + " "))
+        else:
+            out.append((full, command))
+    return out
+
+
+@pytest.mark.parametrize(("name", "command"), commands(cli), ids=lambda x: str(x))
+def test_every_command_has_help_with_an_example_and_a_readme_section(
+    name: str, command: click.Command
+) -> None:
+    assert command.help and "Example:" in command.help and "\b" in command.help
+    assert f"### `deon {name}" in README
+    assert re.search(rf"^deon (\S+ )*{re.escape(name)}\b", README, re.M), name
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert f"```sh\n{ci}\n```" in README
+
+
+def test_readme_lists_every_exit_status() -> None:
+    from deon.errors import ExitStatus
+
+    for status in ExitStatus:
+        assert f"| {int(status)} |" in README
