@@ -27,7 +27,21 @@ _EXPORTS = {
     "Status": "deon.report",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "DeonError",
+    "Outcome",
+    "Progress",
+    "Settings",
+    "Status",
+    "SyncResult",
+    "__version__",
+    "buckets",
+    "down",
+    "load_settings",
+    "pull",
+    "show",
+    "up",
+]
 
 if TYPE_CHECKING:
     from deon.api import buckets, down, pull, show, up

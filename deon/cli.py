@@ -28,7 +28,7 @@ class DeonClickError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]
 
 
 def _debug() -> bool:
@@ -47,7 +47,9 @@ def _quiet_stdout() -> None:
 class DeonGroup(click.Group):
     """Loads the config file into click's default_map and maps every error to one line."""
 
-    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
         if parent is None and "default_map" not in extra:
             try:
                 extra["default_map"] = config.load_config_file()
@@ -304,7 +306,11 @@ def up(env: Env, address: str, local_dir: Path | None, overwrite: bool, dry_run:
 
     progress = _make_progress(env, lambda o: o.uri)
     result = api.up(
-        address, local_dir, overwrite=overwrite, dry_run=dry_run, progress=progress,
+        address,
+        local_dir,
+        overwrite=overwrite,
+        dry_run=dry_run,
+        progress=progress,
         settings=env.settings(),
     )
     _summarize(env, result, "uploaded")
@@ -332,10 +338,18 @@ def down(env: Env, address: str, local_dir: Path | None, force: bool, dry_run: b
 
     progress = _make_progress(env, lambda o: str(o.local))
     result = api.down(
-        address, local_dir, force=force, dry_run=dry_run, progress=progress,
+        address,
+        local_dir,
+        force=force,
+        dry_run=dry_run,
+        progress=progress,
         settings=env.settings(),
     )
     _summarize(env, result, "downloaded")
+
+
+def _stdin_is_tty() -> bool:
+    return sys.stdin.isatty()
 
 
 def read_uris(lines: Any) -> list[str]:
@@ -370,13 +384,12 @@ def pull(env: Env, uris: tuple[str, ...], force: bool, dry_run: bool) -> None:
     from deon.uri import parse_object_uri
 
     if not uris or uris == ("-",):
-        stdin = click.get_text_stream("stdin")
-        if stdin.isatty():
+        if _stdin_is_tty():
             raise click.UsageError(
                 "no URIs given: pass s3://BUCKET/KEY arguments or pipe them in "
                 "(deon query ... | deon pull)"
             )
-        uris = tuple(read_uris(stdin))
+        uris = tuple(read_uris(sys.stdin))
     elif "-" in uris:
         raise click.UsageError("use - alone to read URIs from standard input")
     addresses = []
@@ -394,10 +407,18 @@ def pull(env: Env, uris: tuple[str, ...], force: bool, dry_run: bool) -> None:
 
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--png", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a contact sheet of the image frames to this PNG file.")
-@click.option("--frames", default=8, show_default=True, type=click.IntRange(1, 64),
-              help="Frames per camera in the contact sheet.")
+@click.option(
+    "--png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a contact sheet of the image frames to this PNG file.",
+)
+@click.option(
+    "--frames",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Frames per camera in the contact sheet.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the structure as JSON.")
 def show(file: Path, png: Path | None, frames: int, as_json: bool) -> None:
     """Show the structure of an HDF5 file and its metadata.
@@ -443,11 +464,19 @@ def show(file: Path, png: Path | None, frames: int, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
-              help="Scratch folder (default: a new temporary folder).")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Scratch folder (default: a new temporary folder).",
+)
 @click.option("--keep", is_flag=True, help="Keep the scratch folder afterwards.")
-@click.option("--per-member", default=6, show_default=True, type=click.IntRange(1, 1000),
-              help="Trajectories to generate for each of the two lab members.")
+@click.option(
+    "--per-member",
+    default=6,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Trajectories to generate for each of the two lab members.",
+)
 def demo(workdir: Path | None, keep: bool, per_member: int) -> None:
     """Run the whole job on a local S3 server: no AWS account, no network.
 

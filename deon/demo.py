@@ -39,16 +39,24 @@ def steps(work: Path, per_member: int) -> list[Step]:
     last = f"traj_{per_member - 1:04d}.h5"
     return [
         Step(["buckets"], "the buckets these (fake) credentials can see"),
-        Step(["up", f"s3://{BUCKET}/alice", f"{work}/alice"],
-             "alice uploads her sawyer trajectories; metadata goes into the object headers"),
+        Step(
+            ["up", f"s3://{BUCKET}/alice", f"{work}/alice"],
+            "alice uploads her sawyer trajectories; metadata goes into the object headers",
+        ),
         Step(["up", f"s3://{BUCKET}/bob", f"{work}/bob"], "bob uploads his franka trajectories"),
-        Step(["up", f"s3://{BUCKET}/alice", f"{work}/alice"],
-             "uploading again sends nothing: every file is unchanged"),
+        Step(
+            ["up", f"s3://{BUCKET}/alice", f"{work}/alice"],
+            "uploading again sends nothing: every file is unchanged",
+        ),
         Step(["down", f"s3://{BUCKET}/bob"], "mirror all of bob's files into the data folder"),
-        Step(["pull", f"s3://{BUCKET}/alice/traj_0000.h5", f"s3://{BUCKET}/alice/{last}"],
-             "pull just the objects you want"),
-        Step(["show", pulled, "--png", f"{work}/traj_0000.png"],
-             "look inside a pulled trajectory; --png writes a contact sheet of its frames"),
+        Step(
+            ["pull", f"s3://{BUCKET}/alice/traj_0000.h5", f"s3://{BUCKET}/alice/{last}"],
+            "pull just the objects you want",
+        ),
+        Step(
+            ["show", pulled, "--png", f"{work}/traj_0000.png"],
+            "look inside a pulled trajectory; --png writes a contact sheet of its frames",
+        ),
     ]
 
 
@@ -83,8 +91,10 @@ def run_demo(
         echo(f"# local S3 server at http://{host}:{port}, scratch folder {work}")
         write_collection(work / "alice", "sawyer", per_member, seed=1)
         write_collection(work / "bob", "franka", per_member, seed=2)
-        echo(f"# made {per_member} sawyer trajectories for alice and {per_member} franka "
-             "trajectories for bob")
+        echo(
+            f"# made {per_member} sawyer trajectories for alice and {per_member} franka "
+            "trajectories for bob"
+        )
         for step in steps(work, per_member):
             if not _run_step(step, env, echo):
                 return 1

@@ -85,6 +85,10 @@ def read_metadata(path: Path) -> MetadataRead:
     if text is None:
         return MetadataRead("invalid", detail="'metadata' attribute is not a string")
     try:
+        text.encode("utf-8")  # h5py hands back undecodable bytes as lone surrogates
+    except UnicodeEncodeError:
+        return MetadataRead("invalid", detail="'metadata' attribute is not UTF-8 text")
+    try:
         return MetadataRead("ok", json.loads(text))
     except RecursionError:
         return MetadataRead("invalid", detail="'metadata' attribute nests too deeply")
@@ -194,7 +198,9 @@ def describe(path: Path) -> Description:
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset):
                 nodes.append(
-                    Node("/" + name, "dataset", tuple(obj.shape or ()), str(obj.dtype), attrs_of(obj))
+                    Node(
+                        "/" + name, "dataset", tuple(obj.shape or ()), str(obj.dtype), attrs_of(obj)
+                    )
                 )
                 if _is_image_stack(tuple(obj.shape or ()), obj.dtype):
                     images.append("/" + name)
@@ -231,7 +237,8 @@ def contact_sheet(path: Path, out: Path, frames: int = 8, max_width: int = 160) 
         for name in found:
             ds = f[name]
             t = ds.shape[0]
-            steps = sorted({round(i * (t - 1) / max(frames - 1, 1)) for i in range(min(frames, t))})
+            n = min(frames, t)
+            steps = sorted({round(i * (t - 1) / max(n - 1, 1)) for i in range(n)})
             stack = np.asarray(ds[steps])  # one read of just the frames we show
             cams = [stack] if stack.ndim == 4 else [stack[:, c] for c in range(stack.shape[1])]
             rows.extend([list(cam) for cam in cams])

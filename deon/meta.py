@@ -49,7 +49,8 @@ FORM_JSON = "json"
 FORM_ZLIB = "zlib"
 FORM_REF = "ref"
 
-_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+_SIZE_RE = re.compile(r"[0-9]{1,20}")
 _SPACE_RUN_RE = re.compile(r" {2,}")
 
 
@@ -126,7 +127,7 @@ def encode(
     """
     base: dict[str, str] = {}
     if sha256 is not None:
-        if not _SHA256_RE.match(sha256):
+        if not _SHA256_RE.fullmatch(sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
         base[SHA256_KEY] = sha256.lower()
     if not has_document:
@@ -140,6 +141,8 @@ def encode(
     if fits(value):
         return Encoded({**base, META_KEY: value}, FORM_JSON)
     raw = text.encode("ascii")
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"metadata document of {len(raw)} bytes is over the 64 MiB limit")
     value = f"{FORM_ZLIB}:" + base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
     if fits(value):
         return Encoded({**base, META_KEY: value}, FORM_ZLIB)
@@ -178,16 +181,22 @@ class Decoded:
 
 def _unfold(value: str) -> str:
     """Undo RFC 2047 encoding, which S3 applies to non-ASCII values written by other tools."""
-    if "=?" not in value:
+    stripped = value.strip()
+    # Only a value that is entirely encoded words was encoded by S3; deon's own values
+    # start with their form prefix, and a document may legitimately contain "=?".
+    if not (stripped.startswith("=?") and stripped.endswith("?=")):
         return value
     try:
-        parts = email.header.decode_header(value)
+        parts = email.header.decode_header(stripped)
     except (ValueError, email.errors.HeaderParseError):
         return value
     out = []
     for chunk, charset in parts:
         if isinstance(chunk, bytes):
-            out.append(chunk.decode(charset or "ascii", errors="strict"))
+            try:
+                out.append(chunk.decode(charset or "ascii", errors="strict"))
+            except LookupError as e:
+                raise MetadataError(f"metadata header uses unknown charset {charset!r}") from e
         else:
             out.append(chunk)
     return "".join(out)
@@ -204,7 +213,7 @@ def decode(metadata: Mapping[str, str]) -> Decoded:
     result = Decoded()
     sha = lowered.get(SHA256_KEY)
     if sha is not None:
-        if _SHA256_RE.match(sha.strip()):
+        if _SHA256_RE.fullmatch(sha.strip()):
             result.sha256 = sha.strip().lower()
         else:
             result.warnings.append(f"ignored malformed {SHA256_KEY} header")
@@ -243,7 +252,7 @@ def _decode_deon(value: str, result: Decoded) -> None:
     elif form == FORM_REF:
         digest, _, rest = payload.partition(":")
         size_text, _, key = rest.partition(":")
-        if not _SHA256_RE.match(digest) or not size_text.isdigit() or not key:
+        if not _SHA256_RE.fullmatch(digest) or not _SIZE_RE.fullmatch(size_text) or not key:
             raise MetadataError(f"{META_KEY} ref form is malformed")
         size = int(size_text)
         if size > MAX_DOCUMENT_BYTES:

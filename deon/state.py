@@ -55,9 +55,11 @@ class State:
     def uploaded_etag(self, bucket: str, key: str) -> str | None:
         """The ETag of what this user last uploaded at the key, if anything."""
         with self._lock:
-            row = self._conn().execute(
-                "SELECT etag FROM uploads WHERE bucket = ? AND key = ?", (bucket, key)
-            ).fetchone()
+            row = (
+                self._conn()
+                .execute("SELECT etag FROM uploads WHERE bucket = ? AND key = ?", (bucket, key))
+                .fetchone()
+            )
         return row[0] if row else None
 
     def record_upload(self, bucket: str, key: str, etag: str, sha256: str) -> None:

@@ -374,8 +374,13 @@ def translate_client_error(e: Any, what: str, bucket: str | None) -> DeonError:
         return BucketNotFound(f"no such bucket: {bucket or what}")
     if code in ("NoSuchKey", "NotFound", "404") or status == 404:
         return KeyNotFound(f"{what}: no such object")
-    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-                "TokenRefreshRequired", "InvalidToken"):
+    if code in (
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "InvalidToken",
+    ):
         return ConfigError(
             f"{what}: S3 rejected the credentials ({code}); check your AWS profile or keys"
         )

@@ -282,8 +282,19 @@ def up(
             encoded, hdf5 = _encode_metadata(item.path, digest, sidecar_root, result, progress)
             if not hdf5:
                 not_hdf5.append(item.relative)
-            return _put(engine, state, address.bucket, key, item.path, digest, encoded, hdf5,
-                        remote.get(key), overwrite=overwrite, dry_run=dry_run)
+            return _put(
+                engine,
+                state,
+                address.bucket,
+                key,
+                item.path,
+                digest,
+                encoded,
+                hdf5,
+                remote.get(key),
+                overwrite=overwrite,
+                dry_run=dry_run,
+            )
         except Cancelled:
             raise
         except (DeonError, OSError) as e:

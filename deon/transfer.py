@@ -14,6 +14,7 @@ headers, verify before renaming, or resume. Its chunk-size rules are reused (dig
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -37,7 +38,7 @@ from deon.digest import (
     part_ranges,
     uses_multipart,
 )
-from deon.errors import DeonError, IntegrityError, LocalPathError
+from deon.errors import DeonError, IntegrityError, LocalPathError, PreconditionFailed
 from deon.report import Outcome, Progress, Status
 from deon.storage import ObjectHead, Storage, stream_errors
 from deon.uri import TEMP_PREFIX
@@ -80,6 +81,24 @@ def expected_sha256(head: ObjectHead) -> str | None:
     if len(value) == 64 and all(c in "0123456789abcdef" for c in value):
         return value
     return None
+
+
+def verify(uri: str, head: ObjectHead, sha256: str, md5: str | None) -> None:
+    """Check downloaded bytes against the sha256 the object claims or, lacking one,
+    against a plain-MD5 ETag. Size was checked while receiving.
+
+    Raises:
+        IntegrityError: the bytes are not the object's.
+    """
+    want = expected_sha256(head)
+    if want is not None:
+        if sha256 != want:
+            raise IntegrityError(
+                f"{uri}: corrupt: sha256 {sha256[:12]}… does not match "
+                f"the {want[:12]}… the object claims"
+            )
+    elif md5 is not None and etag_is_md5(head.etag, head.encryption) and md5 != head.etag.lower():
+        raise IntegrityError(f"{uri}: corrupt: MD5 does not match ETag")
 
 
 @dataclass(frozen=True)
@@ -226,22 +245,16 @@ class Engine:
             if written != total:
                 raise IntegrityError(f"s3://{bucket}/{key}: got {written} of {total} bytes")
             got = sha.hexdigest()
-            want = expected_sha256(head)
-            if want is not None and got != want:
-                raise IntegrityError(
-                    f"s3://{bucket}/{key}: corrupt: sha256 {got[:12]}… does not match "
-                    f"the {want[:12]}… the object claims"
-                )
-            if want is None and etag_is_md5(head.etag, head.encryption):
-                if md5.hexdigest() != head.etag.lower():
-                    raise IntegrityError(f"s3://{bucket}/{key}: corrupt: MD5 does not match ETag")
+            verify(f"s3://{bucket}/{key}", head, got, md5.hexdigest())
             self._finalize(tmp, dest, head.last_modified)
             return Downloaded(written, got, head)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
 
-    def _download_ranged(self, bucket: str, key: str, dest: Path, size: int, etag: str) -> Downloaded:
+    def _download_ranged(
+        self, bucket: str, key: str, dest: Path, size: int, etag: str
+    ) -> Downloaded:
         tmp = resumable_temp_path(dest, etag)
         journal = tmp.with_name(tmp.name + ".parts")
         ranges = part_ranges(size, PART_SIZE)
@@ -291,14 +304,12 @@ class Engine:
                 got = self._hash_file(fd, size)
             finally:
                 os.close(fd)
-            want = expected_sha256(head)
-            if want is not None and got != want:
+            try:
+                verify(f"s3://{bucket}/{key}", head, got, None)
+            except IntegrityError:
                 tmp.unlink(missing_ok=True)
                 journal.unlink(missing_ok=True)
-                raise IntegrityError(
-                    f"s3://{bucket}/{key}: corrupt: sha256 {got[:12]}… does not match "
-                    f"the {want[:12]}… the object claims"
-                )
+                raise
             self._finalize(tmp, dest, head.last_modified)
             journal.unlink(missing_ok=True)
         return Downloaded(size, got, head)
@@ -445,9 +456,8 @@ class Engine:
 
     def put_bytes_once(self, bucket: str, key: str, body: bytes) -> None:
         """Write a small content-addressed object unless it already exists."""
-        from deon.errors import PreconditionFailed
-
-        try:
+        # The same name means the same content: if someone wrote it already, all is well.
+        with contextlib.suppress(PreconditionFailed):
             self.storage.put(
                 bucket,
                 key,
@@ -458,8 +468,6 @@ class Engine:
                 if_none_match=True,
                 content_type="application/json",
             )
-        except PreconditionFailed:
-            pass  # the same name means the same content: someone wrote it already
 
 
 def failed(uri: str, local: Path | None, error: BaseException) -> Outcome:

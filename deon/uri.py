@@ -147,9 +147,9 @@ def local_path_for(root: Path, relative: str) -> Path:
     # folder inside the destination must not redirect a write elsewhere. (Folders that
     # do not exist yet will be created as real folders.)
     probe = target.parent
-    while probe != root and not probe.exists():
+    while probe != root and not probe.exists() and not probe.is_symlink():
         probe = probe.parent
-    if probe.exists():
+    if probe.exists() or probe.is_symlink():  # a dangling symlink resolves to its target
         real_root, real_probe = root.resolve(), probe.resolve()
         if real_probe != real_root and real_root not in real_probe.parents:
             raise UnsafeKey("key leads through a symlink outside the destination")

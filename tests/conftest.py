@@ -82,7 +82,7 @@ class Lab:
     def head(self, key: str) -> dict[str, Any]:
         return dict(self.client.head_object(Bucket=self.bucket, Key=key))
 
-    def keys(self, prefix: str = "") -> list[str]:
+    def list_keys(self, prefix: str = "") -> list[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=prefix
         )
@@ -91,7 +91,10 @@ class Lab:
 
 @pytest.fixture
 def lab(
-    isolated_env: Path, moto_server: tuple[str, int], proxy: S3Proxy, monkeypatch: pytest.MonkeyPatch
+    isolated_env: Path,
+    moto_server: tuple[str, int],
+    proxy: S3Proxy,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Lab:
     import boto3
 

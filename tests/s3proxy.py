@@ -112,8 +112,12 @@ class S3Proxy:
         if rules.before is not None:
             rules.before(h.command, key, split.query)
         if key and key in rules.fail_keys:
-            self._reply(h, 500, {"Content-Type": "application/xml"},
-                        b"<Error><Code>InternalError</Code><Message>injected</Message></Error>")
+            self._reply(
+                h,
+                500,
+                {"Content-Type": "application/xml"},
+                b"<Error><Code>InternalError</Code><Message>injected</Message></Error>",
+            )
             return
         conn = http.client.HTTPConnection(*self.upstream, timeout=60)
         headers = {k: v for k, v in h.headers.items() if k.lower() not in HOP_HEADERS}
@@ -139,8 +143,10 @@ class S3Proxy:
             if k.lower() != "content-length":
                 h.send_header(k, v)
         if head:
-            h.send_header("Content-Length", headers.get("Content-Length")
-                          or headers.get("content-length") or "0")
+            h.send_header(
+                "Content-Length",
+                headers.get("Content-Length") or headers.get("content-length") or "0",
+            )
         else:
             h.send_header("Content-Length", str(len(data)))
         h.end_headers()

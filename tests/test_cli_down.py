@@ -55,7 +55,10 @@ def test_a_no_op_rerun_downloads_nothing(lab: Lab) -> None:
     lab.put("bob/plain.h5", b"p" * 1000)  # plain-MD5 ETag, no sha256 header
     lab.put("bob/with-sha.h5", b"s" * 1000, sha_meta(b"s" * 1000))
     big = os.urandom(20 * MiB)
-    assert run_deon("up", "s3://lab/bob", str(_write(lab.tmp / "src" / "big.bin", big))).returncode == 0
+    assert (
+        run_deon("up", "s3://lab/bob", str(_write(lab.tmp / "src" / "big.bin", big))).returncode
+        == 0
+    )
     assert run_deon("down", "s3://lab/bob").returncode == 0
     lab.proxy.reset()
 
@@ -84,8 +87,13 @@ def test_changed_objects_and_changed_local_files_are_fetched_again(lab: Lab) -> 
 
 
 def test_hostile_keys_are_refused_and_nothing_is_written_outside(lab: Lab) -> None:
-    hostile = ["h/../../evil.h5", "h//double.h5", "h/back\\slash.h5", "h/./dot.h5",
-               "h/.deon-tmp-123"]
+    hostile = [
+        "h/../../evil.h5",
+        "h//double.h5",
+        "h/back\\slash.h5",
+        "h/./dot.h5",
+        "h/.deon-tmp-123",
+    ]
     for key in hostile:
         lab.put(key, b"evil")
     lab.put("h/ok.h5", b"fine")
@@ -163,7 +171,9 @@ def test_a_failing_object_is_named_and_the_rest_completes(lab: Lab) -> None:
         lab.put(f"f/ok{i}.h5", b"ok")
     lab.proxy.rules.fail_keys.add("f/broken.h5")
 
-    r = run_deon("down", "s3://lab/f", str(lab.tmp / "dest"), env={**os.environ, "AWS_MAX_ATTEMPTS": "2"})
+    r = run_deon(
+        "down", "s3://lab/f", str(lab.tmp / "dest"), env={**os.environ, "AWS_MAX_ATTEMPTS": "2"}
+    )
 
     assert r.returncode == 1
     assert "s3://lab/f/broken.h5" in r.stderr
@@ -185,8 +195,11 @@ def test_an_interrupted_large_download_resumes(lab: Lab) -> None:
                 time.sleep(0.5)
 
     lab.proxy.rules.before = kill_on_fourth_range
-    proc = subprocess.Popen([*DEON_CMD, "-j", "1", "down", "s3://lab/big", str(dest)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*DEON_CMD, "-j", "1", "down", "s3://lab/big", str(dest)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
     assert not (dest / "traj.h5").exists()  # no partial file under the final name

@@ -129,8 +129,11 @@ def test_unknown_profile_exits_2(lab: Lab) -> None:
 
 
 def test_missing_credentials_exit_2_with_advice(lab: Lab) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ACCESS")
-           and not k.startswith("AWS_SECRET")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AWS_ACCESS") and not k.startswith("AWS_SECRET")
+    }
     env["AWS_EC2_METADATA_DISABLED"] = "true"
 
     r = run_deon("buckets", env=env)
@@ -166,13 +169,9 @@ def test_usage_errors_exit_2(isolated_env: Path) -> None:
 def test_pull_with_a_terminal_on_stdin_and_no_uris_is_a_usage_error(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import click
+    import deon.cli
 
-    class Tty:
-        def isatty(self) -> bool:
-            return True
-
-    monkeypatch.setattr(click, "get_text_stream", lambda name: Tty())
+    monkeypatch.setattr(deon.cli, "_stdin_is_tty", lambda: True)
 
     r = CliRunner().invoke(cli, ["pull"])
 

@@ -38,7 +38,7 @@ def test_up_uploads_files_with_metadata_and_sha256(lab: Lab) -> None:
         "s3://lab/alice/notes.txt",
         "s3://lab/alice/sub/b.h5",
     ]
-    assert lab.keys() == ["alice/a.h5", "alice/notes.txt", "alice/sub/b.h5"]
+    assert lab.list_keys() == ["alice/a.h5", "alice/notes.txt", "alice/sub/b.h5"]
     assert lab.get("alice/a.h5") == a.read_bytes()
     assert lab.get("alice/sub/b.h5") == b.read_bytes()
     da = decoded(lab, "alice/a.h5")
@@ -72,11 +72,13 @@ def test_headers_are_ascii_and_within_the_s3_limit(lab: Lab) -> None:
     assert forms == {"small": "json", "zipped": "zlib", "huge": "ref"}
     assert decoded(lab, "alice/huge.h5").document == big
     # the sidecar sits under the reserved .deon/ prefix, which `down` does not copy
-    assert any(k.startswith("alice/.deon/meta/") for k in lab.keys())
+    assert any(k.startswith("alice/.deon/meta/") for k in lab.list_keys())
     r = run_deon("down", "s3://lab/alice", str(lab.tmp / "copy"))
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (lab.tmp / "copy").rglob("*")) == [
-        "huge.h5", "small.h5", "zipped.h5"
+        "huge.h5",
+        "small.h5",
+        "zipped.h5",
     ]
 
 
@@ -89,7 +91,7 @@ def test_files_without_or_with_bad_metadata_go_up_with_a_named_warning(lab: Lab)
     r = run_deon("up", "s3://lab/alice", str(src))
 
     assert r.returncode == 0, r.stderr
-    assert lab.keys() == ["alice/broken.h5", "alice/good.h5", "alice/none.h5"]
+    assert lab.list_keys() == ["alice/broken.h5", "alice/good.h5", "alice/none.h5"]
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
     assert any("none.h5" in w and "no 'metadata' attribute" in w for w in warnings)
     assert any("broken.h5" in w and "not valid JSON" in w for w in warnings)
@@ -173,7 +175,7 @@ def test_an_object_written_by_someone_else_during_the_upload_is_not_replaced(lab
     theirs = b"bob got there first"
 
     def bob_writes_first(method: str, key: str, query: str) -> None:
-        if method == "PUT" and key == "shared/race.h5" and not lab.keys("shared/"):
+        if method == "PUT" and key == "shared/race.h5" and not lab.list_keys("shared/"):
             lab.put("shared/race.h5", theirs)
 
     lab.proxy.rules.before = bob_writes_first
@@ -193,7 +195,7 @@ def test_up_dry_run_sends_nothing(lab: Lab) -> None:
 
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["s3://lab/alice/a.h5"]
-    assert lab.keys() == []
+    assert lab.list_keys() == []
     assert "1 would be uploaded" in r.stderr
 
 
@@ -203,11 +205,11 @@ def test_up_defaults_to_the_data_dir_and_accepts_a_single_file(lab: Lab) -> None
     r = run_deon("up", "lab/alice")
 
     assert r.returncode == 0, r.stderr
-    assert lab.keys() == ["alice/day1/t.h5"]
+    assert lab.list_keys() == ["alice/day1/t.h5"]
 
     r = run_deon("up", "s3://lab/single", str(f))
     assert r.returncode == 0, r.stderr
-    assert lab.keys("single/") == ["single/t.h5"]
+    assert lab.list_keys("single/") == ["single/t.h5"]
 
 
 @pytest.mark.parametrize(

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import threading
+import re
+import socket
 from pathlib import Path
 
 from tests.conftest import assert_no_traceback, run_deon
 
 
-def test_demo_runs_every_step(isolated_env: Path) -> None:
+def test_demo_runs_every_step_and_leaves_nothing_running(isolated_env: Path) -> None:
     work = isolated_env / "demo"
-    threads_before = threading.active_count()
 
     r = run_deon("demo", "--per-member", "3", "--workdir", str(work), timeout=300)
 
@@ -19,6 +19,8 @@ def test_demo_runs_every_step(isolated_env: Path) -> None:
     assert "$ deon up s3://lab-data/alice" in r.stdout
     assert "up: 0 uploaded, 3 unchanged" in r.stdout
     assert "frames  (30, 2, 48, 64, 3) uint8" in r.stdout
-    assert not work.exists()  # the scratch folder is removed
-    assert threading.active_count() == threads_before
     assert_no_traceback(r.stdout + r.stderr)
+    assert not work.exists()  # the scratch folder is removed
+    port = int(re.search(r"http://127\.0\.0\.1:(\d+)", r.stdout).group(1))  # type: ignore[union-attr]
+    with socket.socket() as s:  # the local S3 server is gone
+        assert s.connect_ex(("127.0.0.1", port)) != 0

@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import zlib
 from typing import Any
 from urllib.parse import quote
@@ -31,7 +32,9 @@ def no_sidecar(digest: str) -> str:
     raise AssertionError("a sidecar key was asked for a document that fits in the headers")
 
 
-def roundtrip(document: Any, sha256: str | None = None, key=sidecar_key) -> tuple[Any, meta.Encoded, meta.Decoded]:
+def roundtrip(
+    document: Any, sha256: str | None = None, key=sidecar_key
+) -> tuple[Any, meta.Encoded, meta.Decoded]:
     """Encode, decode, and (form `ref`) resolve the sidecar as a reader would."""
     encoded = meta.encode(document, sha256, key)
     decoded = meta.decode(encoded.metadata)
@@ -68,22 +71,53 @@ def assert_printable_header(name: str, value: str) -> None:
 # --- strategies -------------------------------------------------------------------------
 
 _special = st.sampled_from(
-    ["\x00", "\x1f", "\x7f", "\x80", "\x85", "\u2028", " ", "  ", "   ", "\t", "\n", "\r\n",
-     '"', "\\", "/", ":", "é", "ファイル", "😀", "\ud800", "\udfff", "\udcff", "\ufeff", "%",
-     "json:", "zlib:", "ref:"]
+    [
+        "\x00",
+        "\x1f",
+        "\x7f",
+        "\x80",
+        "\x85",
+        "\u2028",
+        " ",
+        "  ",
+        "   ",
+        "\t",
+        "\n",
+        "\r\n",
+        '"',
+        "\\",
+        "/",
+        ":",
+        "é",
+        "ファイル",
+        "😀",
+        "\ud800",
+        "\udfff",
+        "\udcff",
+        "\ufeff",
+        "%",
+        "json:",
+        "zlib:",
+        "ref:",
+    ]
 )
 _chars = st.characters(exclude_categories=())  # every code point, lone surrogates included
+# A high surrogate followed by a low one is not text but a UTF-16 pair: JSON itself reads
+# "\ud800\udc00" back as U+10000, so such strings cannot round-trip through any JSON.
+_SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 any_text = st.one_of(
     st.text(_chars, max_size=40),
     st.lists(st.one_of(_special, st.text(_chars, max_size=3)), max_size=12).map("".join),
-)
+).filter(lambda s: not _SURROGATE_PAIR.search(s))
 json_scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(),
     st.integers(min_value=-(10**400), max_value=10**400),  # far past 64 bits
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([-0.0, 0.0, float("inf"), float("-inf"), float("nan"), 5e-324, 1.7976931348623157e308]),
+    st.sampled_from(
+        [-0.0, 0.0, float("inf"), float("-inf"), float("nan"), 5e-324, 1.7976931348623157e308]
+    ),
     any_text,
 )
 json_docs = st.recursive(
@@ -167,9 +201,7 @@ def test_large_compressible_document_uses_zlib_form() -> None:
 
 def _random_doc(n_keys: int, length: int, seed: int = 0) -> dict[str, str]:
     rng = random.Random(seed)
-    return {
-        f"k{i}": base64.b64encode(rng.randbytes(length)).decode("ascii") for i in range(n_keys)
-    }
+    return {f"k{i}": base64.b64encode(rng.randbytes(length)).decode("ascii") for i in range(n_keys)}
 
 
 def test_large_incompressible_document_uses_ref_form_with_sidecar() -> None:
@@ -247,12 +279,6 @@ def test_unserialisable_documents_raise_value_error() -> None:
         meta.encode(10**5000, None, sidecar_key)  # past Python's int<->str digit limit
 
 
-@pytest.mark.xfail(
-    reason="BUG: decode() applies RFC 2047 unfolding to deon's own json-form values, so a "
-    "document string containing an encoded word like '=?utf-8?q?hi?=' comes back as 'hi'",
-    raises=AssertionError,
-    strict=True,
-)
 @pytest.mark.parametrize(
     "text", ["=?utf-8?q?hi?=", "see =?utf-8?b?aGk=?= and =?iso-8859-1?q?caf=E9?="]
 )
@@ -262,13 +288,6 @@ def test_document_containing_rfc2047_lookalike_round_trips(text: str) -> None:
     assert back == doc
 
 
-@pytest.mark.xfail(
-    reason="BUG: encode() only writes metadata up to the size decode() accepts for "
-    "MAX_DOCUMENT_BYTES, but does not check it: a ref over the limit is written and is "
-    "then unreadable by deon itself",
-    raises=MetadataError,
-    strict=True,
-)
 def test_encode_never_writes_a_document_decode_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
     # Same as a real document over 64 MB, scaled down so the test stays light.
     monkeypatch.setattr(meta, "MAX_DOCUMENT_BYTES", 2_000)
@@ -312,13 +331,6 @@ def test_encode_refuses_a_malformed_sha256(bad: str) -> None:
         meta.encode({}, bad, no_sidecar)
 
 
-@pytest.mark.xfail(
-    reason="BUG: encode() validates sha256 with re.match('^...{64}$'), and '$' matches "
-    "before a trailing newline, so a digest ending in '\\n' is accepted and written into "
-    "the deon-sha256 header value verbatim",
-    raises=AssertionError,
-    strict=True,
-)
 def test_encode_refuses_sha256_with_trailing_newline() -> None:
     try:
         encoded = meta.encode({}, SHA + "\n", no_sidecar)
@@ -365,7 +377,11 @@ def _bomb(total: int = 100 * 1024 * 1024) -> str:
         ("zlib:" + base64.b64encode(b"plain bytes, not zlib").decode(), "does not inflate"),
         ("zlib:" + _zlib_b64(b"{not json}"), "not valid JSON"),
         ("zlib:" + _zlib_b64(b'"\xff\xfe"'), "not valid JSON"),
-        ("zlib:" + base64.b64encode(zlib.compress(b'{"a": "' + b"x" * 5000 + b'"}')[:-20]).decode(), "truncated"),
+        (
+            "zlib:"
+            + base64.b64encode(zlib.compress(b'{"a": "' + b"x" * 5000 + b'"}')[:-20]).decode(),
+            "truncated",
+        ),
         ("ref:", "ref form is malformed"),
         ("ref:" + "a" * 63 + ":10:key", "ref form is malformed"),
         ("ref:" + "a" * 64 + ":ten:key", "ref form is malformed"),
@@ -419,25 +435,12 @@ def test_resolve_sidecar_refuses_body_that_matches_but_is_not_json() -> None:
         meta.resolve_sidecar(ref, body)
 
 
-@pytest.mark.xfail(
-    reason="BUG: _decode_deon checks the ref size with str.isdigit(), which accepts digits "
-    "int() rejects (superscripts) and numbers past Python's 4300-digit limit; int() then "
-    "raises ValueError instead of MetadataError",
-    raises=ValueError,
-    strict=True,
-)
 @pytest.mark.parametrize("size", ["\u00b2", "1\u00b9", "9" * 5000])
 def test_ref_with_odd_size_digits_is_metadata_error(size: str) -> None:
     with pytest.raises(MetadataError):
         meta.decode({"deon-meta": f"ref:{SHA}:{size}:key"})
 
 
-@pytest.mark.xfail(
-    reason="BUG: decode() lets LookupError escape when an RFC 2047 encoded word names an "
-    "unknown charset (_unfold decodes with it unguarded)",
-    raises=LookupError,
-    strict=True,
-)
 @pytest.mark.parametrize("key", ["deon-meta", "metajson"])
 def test_rfc2047_with_unknown_charset_is_metadata_error(key: str) -> None:
     with pytest.raises(MetadataError):
@@ -451,7 +454,9 @@ def test_rfc2047_with_undecodable_bytes_is_metadata_error() -> None:
 
 _form_values = st.one_of(
     any_text,
-    st.tuples(st.sampled_from(["json:", "zlib:", "ref:", "JSON:", "metajson:", ":"]), any_text).map("".join),
+    st.tuples(st.sampled_from(["json:", "zlib:", "ref:", "JSON:", "metajson:", ":"]), any_text).map(
+        "".join
+    ),
     st.binary(max_size=200).map(lambda b: "zlib:" + _zlib_b64(b)),
     st.binary(max_size=200).map(lambda b: "zlib:" + base64.b64encode(b).decode()),
     st.tuples(

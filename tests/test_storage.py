@@ -47,15 +47,18 @@ def test_listing_pages_past_1000_keys_and_keeps_the_prefix(storage: Storage) -> 
 
 
 def test_conditional_put_refuses_an_existing_key(storage: Storage) -> None:
-    storage.put("lab", "k", b"one", size=3, content_md5=md5_b64(b"one"), metadata={},
-                if_none_match=True)
+    storage.put(
+        "lab", "k", b"one", size=3, content_md5=md5_b64(b"one"), metadata={}, if_none_match=True
+    )
 
     with pytest.raises(PreconditionFailed):
-        storage.put("lab", "k", b"two", size=3, content_md5=md5_b64(b"two"), metadata={},
-                    if_none_match=True)
+        storage.put(
+            "lab", "k", b"two", size=3, content_md5=md5_b64(b"two"), metadata={}, if_none_match=True
+        )
     with pytest.raises(PreconditionFailed):
-        storage.put("lab", "k", b"two", size=3, content_md5=md5_b64(b"two"), metadata={},
-                    if_match="0" * 32)
+        storage.put(
+            "lab", "k", b"two", size=3, content_md5=md5_b64(b"two"), metadata={}, if_match="0" * 32
+        )
     assert storage.get_bytes("lab", "k", 100) == b"one"
 
 
