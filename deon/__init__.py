@@ -18,6 +18,9 @@ _EXPORTS = {
     "down": "deon.api",
     "pull": "deon.api",
     "show": "deon.api",
+    "mirror": "deon.api",
+    "query": "deon.api",
+    "open_catalog": "deon.api",
     "Settings": "deon.config",
     "load_settings": "deon.config",
     "DeonError": "deon.errors",
@@ -38,13 +41,16 @@ __all__ = [
     "buckets",
     "down",
     "load_settings",
+    "mirror",
+    "open_catalog",
     "pull",
+    "query",
     "show",
     "up",
 ]
 
 if TYPE_CHECKING:
-    from deon.api import buckets, down, pull, show, up
+    from deon.api import buckets, down, mirror, open_catalog, pull, query, show, up
     from deon.config import Settings, load_settings
     from deon.errors import DeonError
     from deon.report import Outcome, Progress, Status, SyncResult

@@ -11,9 +11,9 @@ for the `deon` command (see `deon.config`). Long operations accept a `deon.Progr
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deon import config, sync
 from deon.errors import LocalPathError
@@ -23,6 +23,10 @@ from deon.state import State
 from deon.storage import Storage
 from deon.transfer import Engine
 from deon.uri import S3Address, parse_address, parse_object_uri
+
+if TYPE_CHECKING:
+    from deon.catalog.db import Catalog
+    from deon.catalog.mirror import MirrorResult
 
 
 def _settings(settings: config.Settings | None, **options: Any) -> config.Settings:
@@ -119,7 +123,14 @@ def down(
     if local.exists() and not local.is_dir():
         raise LocalPathError(f"not a folder: {local}")
     with Engine(make_storage(s), s.jobs, progress) as engine:
-        return sync.down(engine, source, local, force=force, dry_run=dry_run)
+        return sync.down(
+            engine,
+            source,
+            local,
+            force=force,
+            dry_run=dry_run,
+            known=lambda uris: _catalog_knowledge(s, uris),
+        )
 
 
 def pull(
@@ -149,8 +160,103 @@ def pull(
     s = _settings(settings, **options)
     root = Path(data_dir).expanduser() if data_dir is not None else s.data_dir
     addresses = [u if isinstance(u, S3Address) else parse_object_uri(u) for u in uris]
+    known = _catalog_knowledge(s, [a.uri for a in addresses])
     with Engine(make_storage(s), s.jobs, progress) as engine:
-        return sync.pull(engine, addresses, root, force=force, dry_run=dry_run)
+        return sync.pull(engine, addresses, root, force=force, dry_run=dry_run, known=known)
+
+
+def open_catalog(url: str | None = None) -> Catalog:
+    """Open the catalog (creating or upgrading it as needed).
+
+    Args:
+        url: a SQLite file path or any SQLAlchemy URL; default: the catalog the `deon`
+            command uses (`--catalog`, `DEON_CATALOG`, config file, per-user default).
+    """
+    from deon.catalog.db import open_catalog as _open
+
+    return _open(url)
+
+
+def mirror(
+    addresses: Iterable[str | S3Address] | None = None,
+    *,
+    progress: Progress | None = None,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> MirrorResult:
+    """Mirror the metadata of every object under each address into the catalog, as
+    `deon metadata down` does: incrementally, HEADing only new or changed objects.
+
+    Args:
+        addresses: `s3://BUCKET/PREFIX` addresses; None or empty: every source the
+            catalog already has.
+        progress: receives progress (one unit per object).
+        settings: resolved settings; by default from the environment and config file.
+        **options: overrides: endpoint_url, profile, catalog, jobs.
+
+    Raises:
+        UsageError: no address given and the catalog has no sources yet.
+    """
+    from deon.catalog.db import open_catalog as _open
+    from deon.catalog.mirror import mirror as _mirror
+    from deon.errors import UsageError
+
+    s = _settings(settings, **options)
+    targets = [_address(a) for a in addresses or ()]
+    with _open(s.catalog) as catalog:
+        if not targets:
+            targets = [S3Address(src.bucket, src.prefix) for src in catalog.sources()]
+            if not targets:
+                raise UsageError(
+                    "the catalog has no sources yet: give an address "
+                    "(deon metadata down s3://BUCKET/PREFIX)"
+                )
+        storage = make_storage(s)
+        return _mirror(catalog, storage, targets, jobs=s.jobs, progress=progress)
+
+
+def query(
+    where: str | None = None,
+    *,
+    sql: str | None = None,
+    limit: int | None = None,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+    """Select catalog rows, read-only, as `deon query` does.
+
+    Args:
+        where: an SQL condition on the `objects` columns, e.g. "robot = 'sawyer'".
+        sql: a whole SELECT instead of a condition.
+        limit: at most this many rows.
+
+    Returns:
+        The column names and an iterator over the rows.
+
+    Raises:
+        QueryError: unknown column or bad SQL (the message names close matches).
+    """
+    from deon.catalog.db import open_catalog as _open
+
+    s = _settings(settings, **options)
+    catalog = _open(s.catalog, create=False)
+    return catalog.query(where, sql=sql, limit=limit)
+
+
+def _catalog_knowledge(s: config.Settings, uris: list[str]) -> dict[str, sync.Known]:
+    """Size, ETag and sha256 the catalog holds for these objects, so that deciding
+    whether a local file is current costs no HEAD. Empty without a catalog."""
+    from deon.catalog.db import open_catalog as _open
+    from deon.errors import DeonError
+
+    if not uris:
+        return {}
+    try:
+        with _open(s.catalog, create=False) as catalog:
+            rows = catalog.known(uris)
+    except DeonError:
+        return {}
+    return {uri: sync.Known(size, etag, sha) for uri, (size, etag, sha) in rows.items()}
 
 
 def show(path: str | Path) -> Description:

@@ -405,6 +405,216 @@ def pull(env: Env, uris: tuple[str, ...], force: bool, dry_run: bool) -> None:
     _summarize(env, result, "downloaded")
 
 
+@cli.group()
+def metadata() -> None:
+    """Mirror object metadata into the catalog, and explore it.
+
+    \b
+    Example:
+        deon metadata down s3://lab-data
+        deon metadata load
+    """
+
+
+class _Counter:
+    """A deon.Progress counting objects on a tqdm bar (stderr, terminal only)."""
+
+    def __new__(cls, env: Env) -> Any:
+        from deon.report import Progress
+
+        class Count(Progress):
+            def __init__(self) -> None:
+                self.lock = threading.Lock()
+                self.bar: Any = None
+
+            def begin(self, label: str, items: int, total_bytes: int) -> None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(
+                    total=items or None,
+                    desc=label,
+                    unit="obj",
+                    file=sys.stderr,
+                    disable=True if env.quiet else None,
+                    leave=False,
+                    dynamic_ncols=True,
+                    mininterval=0.2,
+                )
+
+            def add_total(self, items: int, nbytes: int) -> None:
+                with self.lock:
+                    if self.bar is not None:
+                        self.bar.total = (self.bar.total or 0) + items
+
+            def advance(self, n: int) -> None:
+                with self.lock:
+                    if self.bar is not None:
+                        self.bar.update(n)
+
+            def warn(self, message: str) -> None:
+                from tqdm import tqdm
+
+                with self.lock:
+                    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+            def end(self) -> None:
+                with self.lock:
+                    if self.bar is not None:
+                        self.bar.close()
+
+        return Count()
+
+
+@metadata.command("down")
+@click.argument("addresses", nargs=-1)
+@pass_env
+def metadata_down(env: Env, addresses: tuple[str, ...]) -> None:
+    """Mirror the metadata of every object under each ADDRESS into the catalog.
+
+    Incremental: objects whose ETag and LastModified are unchanged since the last run
+    cost no request beyond the listing; new and changed objects are HEADed
+    concurrently; rows of deleted objects are removed. With no ADDRESS, every source
+    already in the catalog is refreshed. An interrupted run leaves a consistent catalog;
+    run it again to finish.
+
+    \b
+    Example:
+        deon metadata down s3://lab-data/alice s3://lab-data/bob
+        deon metadata down
+    """
+    from deon import api
+
+    s = env.settings()
+    result = api.mirror(addresses, progress=_Counter(env), settings=s)
+    for uri, message in result.failed:
+        click.echo(f"error: {uri}: {message}", err=True)
+    env.log(
+        f"metadata down {' '.join(result.sources)}: {result.new} new, {result.changed} "
+        f"changed, {result.deleted} deleted, {result.unchanged} unchanged"
+        + (f", {len(result.failed)} failed" if result.failed else "")
+        + f" in {result.seconds:.1f} s"
+    )
+    if result.failed:
+        raise click.exceptions.Exit(ExitStatus.ERROR)
+
+
+@metadata.command("load")
+@click.argument("address", required=False)
+@pass_env
+def metadata_load(env: Env, address: str | None) -> None:
+    """Open an interactive Python session with the catalog as a DataFrame.
+
+    `df` holds the catalog rows (under ADDRESS, if given), indexed by URI, one column
+    per metadata key; `pull(selection)` downloads the rows of a DataFrame (or a list of
+    URIs) and returns their local paths. Uses IPython when it is installed. With
+    commands on standard input, runs them instead and exits.
+
+    \b
+    Example:
+        deon metadata load s3://lab-data/alice
+        echo "print(df.robot.value_counts())" | deon metadata load
+    """
+    from deon.session import make_namespace
+
+    ns, banner = make_namespace(env.settings(), address)
+    if not _stdin_is_tty():
+        # Commands from a pipe: run them as a script; stdout carries only their output.
+        script = sys.stdin.read()
+        exec(compile(script, "<stdin>", "exec"), ns)  # noqa: S102 - the user's own code
+        return
+    try:
+        from IPython import start_ipython
+    except ImportError:
+        import code as console
+
+        console.interact(banner=banner, local=ns, exitmsg="")
+        return
+    click.echo(banner, err=True)
+    start_ipython(argv=["--no-banner"], user_ns=ns)
+
+
+@cli.command()
+@click.argument("where", required=False)
+@click.option("--sql", help="A whole SELECT statement instead of a WHERE condition.")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["uri", "key", "json", "csv", "table"]),
+    default="uri",
+    show_default=True,
+    help="Output: one URI per line, keys, JSON lines, CSV, or a table.",
+)
+@click.option("-n", "--limit", type=click.IntRange(0), help="At most this many rows.")
+@click.option("-c", "--count", is_flag=True, help="Print only the number of matching rows.")
+@click.option(
+    "--columns",
+    "list_columns",
+    is_flag=True,
+    help="List the columns with their kinds and common values, to learn what to filter on.",
+)
+@pass_env
+def query(
+    env: Env,
+    where: str | None,
+    sql: str | None,
+    fmt: str,
+    limit: int | None,
+    count: bool,
+    list_columns: bool,
+) -> None:
+    """Select objects from the catalog; print one s3:// URI per line.
+
+    WHERE is an SQL condition on the `objects` table, whose columns are the fixed
+    ones (bucket, key, uri, size, etag, last_modified, sha256, metadata, ...) and one
+    per metadata key (nested keys joined with _). Queries are read-only. Pipe the
+    output into `deon pull` to download what matched.
+
+    \b
+    Example:
+        deon query "robot = 'sawyer' AND traj_ok"
+        deon query "robot = 'sawyer' AND traj_ok" | deon pull
+        deon query --count "object_classes LIKE '%cup%'"
+        deon query --columns
+        deon query --sql "SELECT robot, count(*) AS n FROM objects GROUP BY robot" -f table
+    """
+    from deon.catalog.db import open_catalog
+    from deon.output import format_rows
+
+    if where is not None and sql is not None:
+        raise click.UsageError("give a WHERE condition or --sql, not both")
+    if list_columns and (where or sql or count):
+        raise click.UsageError("--columns lists the columns; use it alone")
+    catalog = open_catalog(env.settings().catalog, create=False)
+    if list_columns:
+        from deon.catalog.query import describe_columns
+
+        rows = [
+            (c.name, c.kind, c.path, c.non_null, ", ".join(repr(v) for v in c.examples))
+            for c in describe_columns(catalog)
+        ]
+        names = ["column", "kind", "metadata key", "rows", "common values"]
+        for line in format_rows(names, rows, "table" if fmt == "uri" else fmt):
+            click.echo(line)
+        return
+    if count:
+        from deon.catalog.query import count as count_rows
+
+        if sql is not None:
+            columns, rows_iter = catalog.query(
+                sql=f"SELECT count(*) FROM ({sql.strip().rstrip(';')})"
+            )
+            click.echo(next(iter(rows_iter))[0])
+        else:
+            click.echo(count_rows(catalog, where))
+        return
+    columns, rows_iter = catalog.query(where, sql=sql, limit=limit)
+    out = sys.stdout
+    for line in format_rows(columns, rows_iter, fmt):
+        out.write(line + "\n")
+    out.flush()
+
+
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(

@@ -32,11 +32,11 @@ class Step:
     args: list[str]
     note: str
     pipe_from: list[str] | None = None
+    stdin: str | None = None
 
 
 def steps(work: Path, per_member: int) -> list[Step]:
-    pulled = f"{work}/data/{BUCKET}/alice/traj_0000.h5"
-    last = f"traj_{per_member - 1:04d}.h5"
+    wanted = "robot = 'sawyer' AND traj_ok"
     return [
         Step(["buckets"], "the buckets these (fake) credentials can see"),
         Step(
@@ -48,14 +48,33 @@ def steps(work: Path, per_member: int) -> list[Step]:
             ["up", f"s3://{BUCKET}/alice", f"{work}/alice"],
             "uploading again sends nothing: every file is unchanged",
         ),
-        Step(["down", f"s3://{BUCKET}/bob"], "mirror all of bob's files into the data folder"),
         Step(
-            ["pull", f"s3://{BUCKET}/alice/traj_0000.h5", f"s3://{BUCKET}/alice/{last}"],
-            "pull just the objects you want",
+            ["metadata", "down", f"s3://{BUCKET}"],
+            "anyone mirrors everyone's metadata into the local catalog (LIST + HEAD)",
+        ),
+        Step(["metadata", "down"], "refreshing costs one LIST and no HEAD when nothing changed"),
+        Step(
+            [
+                "query",
+                "--sql",
+                "SELECT robot, count(*) AS n, sum(traj_ok) AS ok FROM objects GROUP BY robot",
+                "--format",
+                "table",
+            ],
+            "ask questions offline, in SQL",
+        ),
+        Step(["query", wanted], "which trajectories match? one s3:// URI per line"),
+        Step(["pull"], "download only what matched", pipe_from=["query", wanted]),
+        Step(["pull"], "pulling again downloads nothing", pipe_from=["query", wanted]),
+        Step(["down", f"s3://{BUCKET}/bob"], "or mirror a whole prefix"),
+        Step(
+            ["show", f"{work}/data/{BUCKET}/bob/traj_0000.h5", "--png", f"{work}/traj.png"],
+            "look inside a trajectory; --png writes a contact sheet of its frames",
         ),
         Step(
-            ["show", pulled, "--png", f"{work}/traj_0000.png"],
-            "look inside a pulled trajectory; --png writes a contact sheet of its frames",
+            ["metadata", "load"],
+            "the catalog as a pandas DataFrame (interactive without a pipe)",
+            stdin='print(df.groupby("robot").traj_ok.mean())\n',
         ),
     ]
 
@@ -140,12 +159,14 @@ def _make_bucket(env: dict[str, str]) -> None:
 
 
 def _run_step(step: Step, env: dict[str, str], echo: Callable[[str], None]) -> bool:
-    shown = "deon " + " ".join(shlex.quote(a) for a in step.args)
-    stdin = None
+    shown = "deon " + " ".join(_quote(a) for a in step.args)
+    stdin = step.stdin
+    if stdin is not None:
+        shown = f"echo {_quote(stdin.strip())} | {shown}"
     if step.pipe_from is not None:
         first = _deon(step.pipe_from, env)
         stdin = first.stdout
-        shown = "deon " + " ".join(shlex.quote(a) for a in step.pipe_from) + " | " + shown
+        shown = "deon " + " ".join(_quote(a) for a in step.pipe_from) + " | " + shown
     echo(f"\n# {step.note}\n$ {shown}")
     r = _deon(step.args, env, stdin)
     for line in (r.stdout + r.stderr).splitlines():
@@ -154,6 +175,14 @@ def _run_step(step: Step, env: dict[str, str], echo: Callable[[str], None]) -> b
         echo(f"# step failed with exit status {r.returncode}")
         return False
     return True
+
+
+def _quote(arg: str) -> str:
+    """Shell quoting as a person would write it: "robot = 'sawyer'" rather than
+    'robot = '"'"'sawyer'"'"''."""
+    if "'" in arg and not any(c in arg for c in '"$`\\!'):
+        return f'"{arg}"'
+    return shlex.quote(arg)
 
 
 def _deon(args: list[str], env: dict[str, str], stdin: str | None = None) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,9 +141,13 @@ def down(
     *,
     force: bool = False,
     dry_run: bool = False,
-    hints: dict[str, str] | None = None,
+    known: Callable[[list[str]], dict[str, Known]] | None = None,
 ) -> SyncResult:
-    """Make `local_dir` hold every object under `address` (see `deon.api.down`)."""
+    """Make `local_dir` hold every object under `address` (see `deon.api.down`).
+
+    `known` looks up what the catalog holds for the listed URIs: its sha256 is used
+    to decide whether a local file is current when its ETag equals the listed one.
+    """
     started = time.monotonic()
     progress = engine.progress
     result = SyncResult("down")
@@ -160,13 +164,19 @@ def down(
             progress.item_done(outcome)
             continue
         tasks.append((obj, dest))
-    hints = hints or {}
+    catalog = known([obj.uri for obj, _ in tasks]) if known is not None else {}
 
     def one(task: tuple[ObjectInfo, Path]) -> Outcome:
         obj, dest = task
-        known = Known(obj.size, obj.etag, hints.get(obj.uri))
+        hint = catalog.get(obj.uri)
+        sha = hint.sha256 if hint is not None and hint.etag == obj.etag else None
         return _fetch(
-            engine, S3Address(obj.bucket, obj.key), dest, known, force=force, dry_run=dry_run
+            engine,
+            S3Address(obj.bucket, obj.key),
+            dest,
+            Known(obj.size, obj.etag, sha),
+            force=force,
+            dry_run=dry_run,
         )
 
     return _collect(result, engine.run(one, tasks), progress, started)

@@ -1,0 +1,505 @@
+"""Opening, upgrading and writing the catalog.
+
+SQLite by default (a file any sqlite client can open), any SQLAlchemy URL otherwise.
+SQLite catalogs use WAL and a busy timeout, and every write transaction starts with
+BEGIN IMMEDIATE, so two deon processes on one catalog take turns instead of failing.
+Queries run on a separate read-only connection (see query.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from deon.catalog import flatten as fl
+from deon.catalog.models import (
+    FIXED_COLUMNS,
+    SCHEMA_REVISION,
+    meta_columns,
+    objects,
+    sources,
+)
+from deon.errors import CatalogError, UsageError
+
+#: Seconds a writer waits for another deon process to finish its transaction.
+BUSY_TIMEOUT = 60
+#: Metadata columns beyond this many are kept only in the `metadata` JSON column
+#: (SQLite allows 2000 columns per table, PostgreSQL 1600).
+MAX_META_COLUMNS = 1000
+#: Metadata columns indexed automatically (see `index_columns`).
+MAX_INDEXES = 64
+
+
+def resolve_url(catalog: str) -> str:
+    """A SQLAlchemy URL for a catalog given as a path or a URL."""
+    if "://" in catalog:
+        return catalog
+    return f"sqlite:///{Path(catalog).expanduser()}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases or in-memory SQLite)."""
+    u = sa.engine.make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def naive_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+@dataclass
+class ObjectRow:
+    """One object as the catalog stores it."""
+
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    last_modified: dt.datetime
+    sha256: str | None = None
+    metadata: str | None = None  # the document as JSON text
+    metadata_error: str | None = None
+    flat: dict[fl.Path, tuple[Any, str | None]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A metadata column of `objects`."""
+
+    name: str
+    path: fl.Path
+    kind: str | None
+    indexed: bool
+
+
+@dataclass(frozen=True)
+class Source:
+    bucket: str
+    prefix: str
+    endpoint_url: str | None
+    mirrored_at: dt.datetime | None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Let deon, not the sqlite3 module, decide when transactions begin (BEGIN IMMEDIATE).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT * 1000}")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.close()
+
+
+def _sqlite_engine(url: str, begin: str) -> sa.Engine:
+    """A SQLite engine whose transactions start with `begin`: plain BEGIN for readers,
+    BEGIN IMMEDIATE for writers, which take the write lock up front (waiting up to the
+    busy timeout) rather than failing when a read lock cannot be upgraded."""
+    engine = sa.create_engine(
+        url, connect_args={"timeout": BUSY_TIMEOUT, "check_same_thread": False}
+    )
+    sa.event.listen(engine, "connect", _sqlite_pragmas)
+    sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+    return engine
+
+
+def _create_private(path: Path) -> None:
+    """Create the catalog file readable by its owner only (it may name private data)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+
+
+class Catalog:
+    """A deon catalog. Use `open_catalog()`.
+
+    Args:
+        url: a SQLAlchemy URL (see `resolve_url` for paths).
+        create: create the catalog if it does not exist; otherwise raise CatalogError.
+    """
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        if self.path is not None:
+            if not self.path.exists():
+                if not create:
+                    raise UsageError(
+                        f"no catalog at {self.path}: mirror some metadata first "
+                        "(deon metadata down s3://BUCKET/PREFIX)"
+                    )
+                _create_private(self.path)
+            self.engine = _sqlite_engine(url, "BEGIN")
+            self.writer = _sqlite_engine(url, "BEGIN IMMEDIATE")
+        else:
+            try:
+                self.engine = sa.create_engine(url, pool_pre_ping=True)
+            except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as e:
+                raise UsageError(f"cannot open catalog {url!r}: {e}") from e
+            self.writer = self.engine
+        self._ro_engine: sa.Engine | None = None
+        self._lock = threading.Lock()
+        self._table: sa.Table | None = None
+        self._table_names: tuple[str, ...] = ()
+        try:
+            self._ensure_schema()
+        except sa.exc.DatabaseError as e:
+            raise CatalogError(f"cannot open catalog {self.display}: {e.orig}") from e
+
+    @property
+    def display(self) -> str:
+        """The catalog as a person would name it: its file, or its URL without password."""
+        if self.path is not None:
+            return str(self.path)
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.writer.dispose()
+        if self._ro_engine is not None:
+            self._ro_engine.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ---------------------------------------------------------------------
+
+    def revision(self) -> str | None:
+        """The Alembic revision the catalog is at (None for an empty database)."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+    def _ensure_schema(self) -> None:
+        if self.revision() != SCHEMA_REVISION:
+            upgrade(self.writer)
+
+    # -- sources --------------------------------------------------------------------
+
+    def sources(self) -> list[Source]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    sources.c.bucket,
+                    sources.c.prefix,
+                    sources.c.endpoint_url,
+                    sources.c.mirrored_at,
+                ).order_by(sources.c.bucket, sources.c.prefix)
+            ).all()
+        return [Source(*r) for r in rows]
+
+    def add_source(self, bucket: str, prefix: str, endpoint_url: str | None) -> None:
+        with self.writer.begin() as conn:
+            exists = conn.execute(
+                sa.select(sources.c.id).where(
+                    sources.c.bucket == bucket, sources.c.prefix == prefix
+                )
+            ).first()
+            if exists is None:
+                conn.execute(
+                    sources.insert().values(
+                        bucket=bucket, prefix=prefix, endpoint_url=endpoint_url, added_at=utcnow()
+                    )
+                )
+
+    def mark_mirrored(self, bucket: str, prefix: str) -> None:
+        with self.writer.begin() as conn:
+            conn.execute(
+                sources.update()
+                .where(sources.c.bucket == bucket, sources.c.prefix == prefix)
+                .values(mirrored_at=utcnow())
+            )
+
+    # -- reading state for the mirror -------------------------------------------------
+
+    def _under(self, prefix: str) -> Any:
+        """A WHERE clause for keys starting with prefix (index-friendly on SQLite)."""
+        if not prefix:
+            return sa.true()
+        if self.engine.dialect.name == "sqlite":
+            # SQLite compares keys as UTF-8 bytes: [prefix, prefix with last char + 1)
+            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            return sa.and_(objects.c.key >= prefix, objects.c.key < upper)
+        return sa.func.substr(objects.c.key, 1, len(prefix)) == prefix
+
+    def listed_state(self, bucket: str, prefix: str) -> dict[str, tuple[str, dt.datetime]]:
+        """{key: (etag, last_modified as naive UTC)} of the rows under a prefix: what the
+        next LIST is compared with."""
+        q = sa.select(objects.c.key, objects.c.etag, objects.c.last_modified).where(
+            objects.c.bucket == bucket, self._under(prefix)
+        )
+        with self.engine.connect() as conn:
+            return {key: (etag, naive_utc(lm)) for key, etag, lm in conn.execute(q)}
+
+    def known(self, uris: Iterable[str]) -> dict[str, tuple[int, str, str | None]]:
+        """{uri: (size, etag, sha256)} for the given URIs that the catalog holds."""
+        wanted = list(dict.fromkeys(uris))
+        out: dict[str, tuple[int, str, str | None]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                q = sa.select(
+                    objects.c.uri, objects.c.size, objects.c.etag, objects.c.sha256
+                ).where(objects.c.uri.in_(wanted[i : i + 500]))
+                for uri, size, etag, sha in conn.execute(q):
+                    out[uri] = (size, etag, sha)
+        return out
+
+    # -- columns --------------------------------------------------------------------
+
+    def columns(self) -> list[Column]:
+        """The metadata columns, in the order they were added."""
+        with self.engine.connect() as conn:
+            return self._columns(conn)
+
+    @staticmethod
+    def _columns(conn: Any) -> list[Column]:
+        rows = conn.execute(
+            sa.select(
+                meta_columns.c.name,
+                meta_columns.c.path,
+                meta_columns.c.kind,
+                meta_columns.c.indexed,
+            ).order_by(meta_columns.c.added_at, meta_columns.c.name)
+        ).all()
+        return [Column(n, fl.path_from_key(p), k, bool(i)) for n, p, k, i in rows]
+
+    def _objects_table(self, names: list[str]) -> sa.Table:
+        key = tuple(names)
+        if self._table is None or self._table_names != key:
+            md = sa.MetaData()
+            cols = [c._copy() for c in objects.columns]
+            self._table = sa.Table("objects", md, *cols, *[sa.Column(n) for n in names])
+            self._table_names = key
+        return self._table
+
+    def _add_columns(self, conn: Any, rows: list[ObjectRow], warnings: list[str]) -> list[Column]:
+        """Register and create the columns these rows need; widen kinds. Runs inside the
+        write transaction, after re-reading the registry (another process may have
+        added columns since)."""
+        current = self._columns(conn)
+        by_path = {c.path: c for c in current}
+        taken = {c.name for c in current}
+        wanted_kind: dict[fl.Path, str | None] = {}
+        for row in rows:
+            for path, (_, kind) in row.flat.items():
+                wanted_kind[path] = fl.widen(wanted_kind.get(path), kind)
+        now = utcnow()
+        dialect = self.engine.dialect
+        for path, kind in wanted_kind.items():
+            col = by_path.get(path)
+            if col is None:
+                if len(by_path) >= MAX_META_COLUMNS:
+                    warnings.append(
+                        f"more than {MAX_META_COLUMNS} metadata keys: {'.'.join(path)} is kept "
+                        "only in the metadata column"
+                    )
+                    continue
+                name = fl.assign_name(path, taken, set(FIXED_COLUMNS))
+                if name != fl.base_name(path):
+                    warnings.append(
+                        f"metadata key {'.'.join(path)!r} is stored in column {name!r} "
+                        "(its plain name is taken)"
+                    )
+                conn.execute(
+                    meta_columns.insert().values(
+                        name=name, path=fl.path_key(path), kind=kind, added_at=now
+                    )
+                )
+                ident = dialect.identifier_preparer.quote(name)
+                conn.exec_driver_sql(
+                    f"ALTER TABLE objects ADD COLUMN {ident} {_sql_type(dialect.name, kind)}"
+                )
+                col = Column(name, path, kind, False)
+                by_path[path] = col
+                taken.add(name)
+            elif kind is not None and fl.widen(col.kind, kind) != col.kind:
+                widened = fl.widen(col.kind, kind)
+                conn.execute(
+                    meta_columns.update()
+                    .where(meta_columns.c.name == col.name)
+                    .values(kind=widened)
+                )
+                by_path[path] = Column(col.name, path, widened, col.indexed)
+        return list(by_path.values())
+
+    # -- writing --------------------------------------------------------------------
+
+    def write(self, rows: list[ObjectRow], deletes: Iterable[tuple[str, str]] = ()) -> list[str]:
+        """Upsert rows and delete (bucket, key) pairs in one transaction.
+
+        Every row replaces the whole previous row of its object: metadata keys it no
+        longer has become NULL. Returns warnings (renamed or dropped columns).
+        """
+        warnings: list[str] = []
+        deletes = list(deletes)
+        now = utcnow()
+        with self._lock, self.writer.begin() as conn:
+            if rows:
+                cols = self._add_columns(conn, rows, warnings)
+                table = self._objects_table([c.name for c in cols])
+                name_of = {c.path: c.name for c in cols}
+                values = []
+                for r in rows:
+                    v: dict[str, Any] = {c.name: None for c in cols}
+                    for path, (value, _) in r.flat.items():
+                        name = name_of.get(path)
+                        if name is not None:
+                            v[name] = value
+                    v.update(
+                        bucket=r.bucket,
+                        key=r.key,
+                        uri=f"s3://{r.bucket}/{r.key}",
+                        size=r.size,
+                        etag=r.etag,
+                        last_modified=naive_utc(r.last_modified),
+                        sha256=r.sha256,
+                        metadata=r.metadata,
+                        metadata_error=r.metadata_error,
+                        mirrored_at=now,
+                    )
+                    values.append(v)
+                conn.execute(_upsert(self.engine.dialect.name, table), values)
+            if deletes:
+                conn.execute(
+                    objects.delete().where(
+                        objects.c.bucket == sa.bindparam("b"), objects.c.key == sa.bindparam("k")
+                    ),
+                    [{"b": b, "k": k} for b, k in deletes],
+                )
+        return warnings
+
+    def index_columns(self) -> int:
+        """Index the scalar metadata columns (up to MAX_INDEXES), so that filters on
+        them stay fast at millions of rows. Returns how many indexes were created."""
+        created = 0
+        with self._lock, self.writer.begin() as conn:
+            cols = self._columns(conn)
+            indexed = sum(c.indexed for c in cols)
+            for c in cols:
+                if c.indexed or c.kind in (None, fl.KIND_JSON) or indexed >= MAX_INDEXES:
+                    continue
+                prep = self.engine.dialect.identifier_preparer
+                ix = index_name(c.name)
+                conn.exec_driver_sql(
+                    f"CREATE INDEX IF NOT EXISTS {prep.quote(ix)} ON objects ({prep.quote(c.name)})"
+                )
+                conn.execute(
+                    meta_columns.update().where(meta_columns.c.name == c.name).values(indexed=True)
+                )
+                indexed += 1
+                created += 1
+        return created
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(objects)).scalar() or 0)
+
+    # -- reading --------------------------------------------------------------------
+
+    @property
+    def ro_engine(self) -> sa.Engine:
+        """An engine whose connections cannot change the catalog (see query.py)."""
+        if self._ro_engine is None:
+            from deon.catalog.query import readonly_engine
+
+            self._ro_engine = readonly_engine(self)
+        return self._ro_engine
+
+    def to_pandas(self, where: str | None = None) -> Any:
+        """The catalog as a pandas DataFrame indexed by `uri`, with typed columns.
+
+        Args:
+            where: an SQL condition on the `objects` columns, e.g. "robot = 'sawyer'".
+        """
+        from deon.catalog.query import to_pandas
+
+        return to_pandas(self, where)
+
+    def query(
+        self, where: str | None = None, *, sql: str | None = None, limit: int | None = None
+    ) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+        """Run a read-only query: (column names, rows). See deon.catalog.query.run."""
+        from deon.catalog.query import run
+
+        return run(self, where=where, sql=sql, limit=limit)
+
+
+def index_name(column: str) -> str:
+    name = f"ix_objects_m_{column}"
+    return name if len(name) <= 63 else f"ix_objects_m_{fl.path_hash((column,))}"
+
+
+def _sql_type(dialect: str, kind: str | None) -> str:
+    """The declared type of a new metadata column.
+
+    SQLite: none at all, so every value keeps its own type exactly (a declared type
+    would coerce, and a column's kind may widen later). Elsewhere: text, which any
+    value can be written as.
+    """
+    if dialect == "sqlite":
+        return ""
+    return "TEXT"
+
+
+def _upsert(dialect: str, table: sa.Table) -> Any:
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt: Any = sqlite_insert(table)
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(table)
+    else:  # pragma: no cover
+        raise CatalogError(f"catalogs on {dialect} are not supported (use SQLite or PostgreSQL)")
+    updates = {c.name: stmt.excluded[c.name] for c in table.columns if not c.primary_key}
+    return stmt.on_conflict_do_update(index_elements=["bucket", "key"], set_=updates)
+
+
+def upgrade(engine: sa.Engine) -> None:
+    """Bring the catalog's fixed schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "deon:migrations")
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def open_catalog(url: str | None = None, *, create: bool = True) -> Catalog:
+    """Open (and if needed create or upgrade) a catalog.
+
+    Args:
+        url: a SQLite file path or any SQLAlchemy URL; default: the same catalog the
+            `deon` command uses (`--catalog`, `DEON_CATALOG`, config file, default path).
+        create: create the catalog when it does not exist yet.
+    """
+    if url is None:
+        from deon.config import load_settings
+
+        url = load_settings().catalog
+    return Catalog(resolve_url(url), create=create)

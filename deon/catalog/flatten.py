@@ -1,0 +1,139 @@
+"""Flattening a metadata document into catalog columns.
+
+Rules (also in the README):
+
+- Nested objects are flattened with `_`: `{"gripper": {"type": "x"}}` -> `gripper_type`.
+- Lists, empty objects and anything nested deeper than MAX_DEPTH are kept as JSON text.
+- Numbers stay numbers and booleans become 0/1 (SQLite) or BOOLEAN (elsewhere); integers
+  beyond 64 bits are kept as text.
+- Column names are lower-case, with every character outside `[a-z0-9_]` replaced by `_`
+  and a leading digit prefixed with `_`, so that plain SQL works:
+  `SELECT uri FROM objects WHERE robot = 'sawyer'`.
+- A name that collides with a fixed column (`size`, `key`, ...) becomes `meta_<name>`.
+  A different metadata path that flattens to a name already taken in the catalog (say
+  `{"a_b": 1}` and `{"a": {"b": 2}}`, or `Robot` and `robot`) gets `<name>__<6 hex>`,
+  the hex being the start of the sha1 of its path; nothing is dropped or overwritten.
+  `deon query --columns` shows which metadata path each column holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from typing import Any
+
+#: Nesting below this depth is stored as JSON text in the column of the level above.
+MAX_DEPTH = 8
+#: Longest column name (PostgreSQL truncates identifiers at 63 bytes).
+MAX_NAME = 63
+
+KIND_BOOLEAN = "boolean"
+KIND_INTEGER = "integer"
+KIND_REAL = "real"
+KIND_TEXT = "text"
+KIND_JSON = "json"
+KINDS = (KIND_BOOLEAN, KIND_INTEGER, KIND_REAL, KIND_TEXT, KIND_JSON)
+
+_INT64 = (-(2**63), 2**63 - 1)
+_BAD = re.compile(r"[^a-z0-9_]")
+
+Path = tuple[str, ...]
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+
+
+def _clean_text(text: str) -> str:
+    """Text a database accepts: lone surrogates (from "\\ud800" escapes) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+
+
+def flatten(document: Any) -> dict[Path, tuple[Any, str | None]]:
+    """Flatten a metadata document into {path: (value, kind)}; kind is None for null.
+
+    A document that is not a JSON object has no columns: it is kept whole in the
+    `metadata` column.
+    """
+    out: dict[Path, tuple[Any, str | None]] = {}
+    if isinstance(document, dict):
+        _walk(document, (), out)
+    return out
+
+
+def _walk(obj: dict[str, Any], prefix: Path, out: dict[Path, tuple[Any, str | None]]) -> None:
+    for key, value in obj.items():
+        path = (*prefix, str(key))
+        if isinstance(value, dict) and value and len(path) < MAX_DEPTH:
+            _walk(value, path, out)
+        else:
+            out[path] = scalar(value)
+
+
+def scalar(value: Any) -> tuple[Any, str | None]:
+    """A JSON value as a database scalar (None, bool, int, float or str) and its kind."""
+    if value is None:
+        return None, None
+    if isinstance(value, bool):
+        return value, KIND_BOOLEAN
+    if isinstance(value, int):
+        if _INT64[0] <= value <= _INT64[1]:
+            return value, KIND_INTEGER
+        return str(value), KIND_TEXT
+    if isinstance(value, float):
+        return (None, None) if math.isnan(value) else (value, KIND_REAL)
+    if isinstance(value, str):
+        return _clean_text(value), KIND_TEXT
+    return _clean_text(_json_text(value)), KIND_JSON
+
+
+def widen(a: str | None, b: str | None) -> str | None:
+    """The kind that holds values of both kinds (None: no value seen yet)."""
+    if a is None or a == b:
+        return b
+    if b is None:
+        return a
+    if {a, b} == {KIND_INTEGER, KIND_REAL}:
+        return KIND_REAL
+    if {a, b} == {KIND_BOOLEAN, KIND_INTEGER}:
+        return KIND_INTEGER
+    return KIND_TEXT
+
+
+def base_name(path: Path) -> str:
+    """The column name a path would like: joined with `_`, lower-case, SQL-safe."""
+    name = _BAD.sub("_", "_".join(path).lower())
+    if not name or name[0].isdigit():
+        name = "_" + name
+    if len(name) > MAX_NAME:
+        name = name[: MAX_NAME - 8] + "__" + path_hash(path)
+    return name
+
+
+def path_hash(path: Path) -> str:
+    return hashlib.sha1(json.dumps(list(path)).encode("utf-8", "surrogatepass")).hexdigest()[:6]
+
+
+def assign_name(path: Path, taken: set[str], fixed: set[str]) -> str:
+    """A column name for a new path, given the names already taken (lower-case)."""
+    name = base_name(path)
+    if name in fixed:
+        name = f"meta_{name}"[:MAX_NAME]
+    if name in taken or name in fixed:
+        name = f"{name[: MAX_NAME - 8]}__{path_hash(path)}"
+    return name
+
+
+def path_key(path: Path) -> str:
+    """How a path is stored in the catalog's column registry: a JSON list."""
+    return json.dumps(list(path), ensure_ascii=True)
+
+
+def path_from_key(text: str) -> Path:
+    return tuple(json.loads(text))

@@ -1,0 +1,241 @@
+"""`deon metadata down`: mirror the header metadata of every object into the catalog.
+
+Incremental: LIST the prefix and compare each (key, ETag, LastModified) with the catalog;
+HEAD only new or changed objects (a metadata-only rewrite keeps the ETag but changes
+LastModified), concurrently; delete the rows of objects that are gone. Rows are written
+in batches, each in one transaction, and deletions happen only after a complete listing,
+so an interrupted run leaves a consistent catalog and a re-run finishes the job.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from deon import meta
+from deon.catalog.db import Catalog, ObjectRow, naive_utc
+from deon.catalog.flatten import flatten
+from deon.errors import DeonError, KeyNotFound, MetadataError
+from deon.report import Progress
+from deon.storage import ObjectInfo, Storage
+from deon.sync import listed
+from deon.uri import S3Address
+
+#: Rows per write transaction, and the longest a finished row waits to be written.
+BATCH_ROWS = 500
+BATCH_SECONDS = 1.0
+
+
+@dataclass
+class MirrorResult:
+    """What `metadata down` did: counts per kind of change, failures, warnings."""
+
+    sources: list[str] = field(default_factory=list)
+    new: int = 0
+    changed: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (uri, message)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass
+class _Fetched:
+    obj: ObjectInfo
+    row: ObjectRow | None  # None: the object is gone, or could not be read
+    warning: str | None = None
+    error: str | None = None
+
+
+class _Sidecars:
+    """Metadata documents stored as sidecar objects, fetched once per run."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.docs: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def get(self, bucket: str, ref: meta.SidecarRef) -> Any:
+        with self.lock:
+            if ref.sha256 in self.docs:
+                return self.docs[ref.sha256]
+        try:
+            body = self.storage.get_bytes(bucket, ref.key, ref.size)
+        except DeonError as e:
+            raise MetadataError(f"metadata sidecar {ref.key}: {e}") from e
+        doc = meta.resolve_sidecar(ref, body)
+        with self.lock:
+            self.docs[ref.sha256] = doc
+        return doc
+
+
+def document_json(doc: Any) -> str:
+    """The document as stored in the `metadata` column: compact JSON, readable
+    non-ASCII (escaped only where a database could not store it)."""
+    try:
+        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return json.dumps(doc, ensure_ascii=True, separators=(",", ":"))
+
+
+def fetch_row(storage: Storage, sidecars: _Sidecars, obj: ObjectInfo) -> _Fetched:
+    """HEAD one object and turn its headers into a catalog row."""
+    try:
+        head = storage.head(obj.bucket, obj.key)
+    except KeyNotFound:
+        return _Fetched(obj, None)
+    except DeonError as e:
+        return _Fetched(obj, None, error=str(e).removeprefix(f"{obj.uri}: "))
+    # Keep LIST's ETag and LastModified (the next LIST compares against them, exactly)
+    # unless the object changed between LIST and HEAD; then the HEAD describes what we
+    # record, and its coarser (whole-second) time costs one more HEAD next run.
+    if head.etag == obj.etag or head.last_modified is None:
+        etag, last_modified = obj.etag, obj.last_modified
+    else:
+        etag, last_modified = head.etag, head.last_modified
+    row = ObjectRow(obj.bucket, obj.key, head.size, etag, last_modified)
+    warning = None
+    try:
+        decoded = meta.decode(head.metadata)
+        row.sha256 = decoded.sha256
+        if decoded.sidecar is not None:
+            decoded.document = sidecars.get(obj.bucket, decoded.sidecar)
+        if decoded.has_document:
+            row.metadata = document_json(decoded.document)
+            row.flat = flatten(decoded.document)
+        if decoded.warnings:
+            warning = f"{obj.uri}: " + "; ".join(decoded.warnings)
+    except MetadataError as e:
+        partial = getattr(e, "partial", None)
+        row.sha256 = partial.sha256 if partial is not None else None
+        row.metadata_error = str(e)
+        warning = f"{obj.uri}: malformed metadata ({e}); catalogued without it"
+    return _Fetched(obj, row, warning)
+
+
+def mirror(
+    catalog: Catalog,
+    storage: Storage,
+    addresses: Iterable[S3Address],
+    *,
+    jobs: int = 16,
+    progress: Progress | None = None,
+) -> MirrorResult:
+    """Mirror the metadata under each address into the catalog (see module doc)."""
+    progress = progress or Progress()
+    result = MirrorResult()
+    started = time.monotonic()
+    progress.begin("metadata down", 0, 0)
+    sidecars = _Sidecars(storage)
+    try:
+        with ThreadPoolExecutor(jobs, thread_name_prefix="deon-head") as pool:
+            for address in addresses:
+                _mirror_one(catalog, storage, address, pool, jobs, sidecars, progress, result)
+    finally:
+        result.seconds = time.monotonic() - started
+        progress.end()
+    catalog.index_columns()  # so that filters on new metadata columns stay fast
+    return result
+
+
+def _mirror_one(
+    catalog: Catalog,
+    storage: Storage,
+    address: S3Address,
+    pool: ThreadPoolExecutor,
+    jobs: int,
+    sidecars: _Sidecars,
+    progress: Progress,
+    result: MirrorResult,
+) -> None:
+    bucket, prefix = address.bucket, address.prefix
+    known = catalog.listed_state(bucket, prefix)
+    seen: set[str] = set()
+    batch: list[ObjectRow] = []
+    gone: list[tuple[str, str]] = []
+    last_flush = time.monotonic()
+    inflight: set[Future[_Fetched]] = set()
+    registered = False
+
+    def flush(force: bool = False) -> None:
+        nonlocal last_flush
+        due = len(batch) + len(gone) >= BATCH_ROWS or time.monotonic() - last_flush > BATCH_SECONDS
+        if (batch or gone) and (force or due):
+            for w in catalog.write(batch, gone):
+                result.warnings.append(w)
+                progress.warn(w)
+            batch.clear()
+            gone.clear()
+            last_flush = time.monotonic()
+
+    def collect(done: set[Future[_Fetched]]) -> None:
+        for future in done:
+            inflight.discard(future)
+            fetched = future.result()
+            obj = fetched.obj
+            if fetched.error is not None:
+                # The row (if any) stays as it was: nothing unseen is claimed.
+                result.failed.append((obj.uri, fetched.error))
+            elif fetched.row is None:  # deleted between LIST and HEAD
+                if obj.key in known:
+                    gone.append((bucket, obj.key))
+                    result.deleted += 1
+            else:
+                batch.append(fetched.row)
+                if obj.key in known:
+                    result.changed += 1
+                else:
+                    result.new += 1
+                if fetched.warning:
+                    result.warnings.append(fetched.warning)
+                    progress.warn(fetched.warning)
+            progress.advance(1)
+        flush()
+
+    try:
+        for obj in listed(storage, address):
+            if not registered:
+                catalog.add_source(bucket, prefix, storage.endpoint_url)
+                registered = True
+            seen.add(obj.key)
+            progress.add_total(1, 0)
+            state = known.get(obj.key)
+            if state is not None and state == (obj.etag, naive_utc(obj.last_modified)):
+                result.unchanged += 1
+                progress.advance(1)
+                continue
+            while len(inflight) >= jobs * 4:
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                collect(done)
+            inflight.add(pool.submit(fetch_row, storage, sidecars, obj))
+            if len(batch) and time.monotonic() - last_flush > BATCH_SECONDS:
+                flush()
+        while inflight:
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            collect(done)
+    finally:
+        # Whatever was fetched is written, even when the run is interrupted.
+        for future in inflight:
+            future.cancel()
+        flush(force=True)
+    if not registered:
+        catalog.add_source(bucket, prefix, storage.endpoint_url)
+    # The listing was complete: rows of objects no longer listed are gone.
+    missing = [(bucket, k) for k in known if k not in seen]
+    for i in range(0, len(missing), BATCH_ROWS):
+        catalog.write([], missing[i : i + BATCH_ROWS])
+    result.deleted += len(missing)
+    catalog.mark_mirrored(bucket, prefix)
+    result.sources.append(address.uri)

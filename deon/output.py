@@ -1,0 +1,70 @@
+"""Turning catalog rows into lines of output: URIs, keys, JSON lines, CSV, a table.
+
+Formatting only; the CLI does the printing. Rows are streamed except for `table`,
+which needs every row to size its columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from deon.errors import QueryError
+
+FORMATS = ("uri", "key", "json", "csv", "table")
+#: Longest cell in --format table before it is cut with "…".
+TABLE_CELL = 48
+
+
+def _jsonable(column: str, value: Any) -> Any:
+    if column == "metadata" and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    return value
+
+
+def format_rows(columns: list[str], rows: Iterable[tuple[Any, ...]], fmt: str) -> Iterator[str]:
+    """Lines of output for rows in a format of FORMATS.
+
+    Raises:
+        QueryError: `uri`/`key` format for a result without that column.
+    """
+    if fmt in ("uri", "key"):
+        if fmt not in columns:
+            raise QueryError(
+                f"the result has no {fmt!r} column: select it, or use --format json, csv or table"
+            )
+        i = columns.index(fmt)
+        for row in rows:
+            yield str(row[i])
+    elif fmt == "json":
+        for row in rows:
+            record = {c: _jsonable(c, v) for c, v in zip(columns, row, strict=True)}
+            yield json.dumps(record, ensure_ascii=False, default=str)
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="")
+        for part in ([tuple(columns)], rows):
+            for values in part:
+                writer.writerow(["" if v is None else v for v in values])
+                yield buf.getvalue()
+                buf.seek(0)
+                buf.truncate()
+    elif fmt == "table":
+        from tabulate import tabulate
+
+        def cell(v: Any) -> Any:
+            text = "" if v is None else str(v)
+            return text if len(text) <= TABLE_CELL else text[: TABLE_CELL - 1] + "…"
+
+        body = [[cell(v) for v in row] for row in rows]
+        yield from tabulate(body, headers=columns, tablefmt="simple").splitlines()
+    else:
+        raise QueryError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
