@@ -582,9 +582,9 @@ def query(
     from deon.output import format_rows
 
     if where is not None and sql is not None:
-        raise click.UsageError("give a WHERE condition or --sql, not both")
+        raise DeonClickError("give a WHERE condition or --sql, not both", ExitStatus.USAGE)
     if list_columns and (where or sql or count):
-        raise click.UsageError("--columns lists the columns; use it alone")
+        raise DeonClickError("--columns lists the columns; use it alone", ExitStatus.USAGE)
     catalog = open_catalog(env.settings().catalog, create=False)
     if list_columns:
         from deon.catalog.query import describe_columns

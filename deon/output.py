@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -30,6 +31,24 @@ def _jsonable(column: str, value: Any) -> Any:
     return value
 
 
+def _finite(value: Any) -> Any:
+    """Non-finite floats as null, so that every line is standard JSON (jq, JSON.parse)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _strict_json(record: dict[str, Any]) -> str:
+    try:
+        return json.dumps(record, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(record), ensure_ascii=False, default=str, allow_nan=False)
+
+
 def format_rows(columns: list[str], rows: Iterable[tuple[Any, ...]], fmt: str) -> Iterator[str]:
     """Lines of output for rows in a format of FORMATS.
 
@@ -47,14 +66,16 @@ def format_rows(columns: list[str], rows: Iterable[tuple[Any, ...]], fmt: str) -
     elif fmt == "json":
         for row in rows:
             record = {c: _jsonable(c, v) for c, v in zip(columns, row, strict=True)}
-            yield json.dumps(record, ensure_ascii=False, default=str)
+            yield _strict_json(record)
     elif fmt == "csv":
         buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="")
+        # "\r\n" as terminator makes the writer quote fields holding \r or \n; each
+        # record is yielded without it (the caller ends lines).
+        writer = csv.writer(buf, lineterminator="\r\n")
         for part in ([tuple(columns)], rows):
             for values in part:
                 writer.writerow(["" if v is None else v for v in values])
-                yield buf.getvalue()
+                yield buf.getvalue()[:-2]
                 buf.seek(0)
                 buf.truncate()
     elif fmt == "table":
@@ -65,6 +86,8 @@ def format_rows(columns: list[str], rows: Iterable[tuple[Any, ...]], fmt: str) -
             return text if len(text) <= TABLE_CELL else text[: TABLE_CELL - 1] + "…"
 
         body = [[cell(v) for v in row] for row in rows]
-        yield from tabulate(body, headers=columns, tablefmt="simple").splitlines()
+        yield from tabulate(
+            body, headers=columns, tablefmt="simple", disable_numparse=True
+        ).splitlines()
     else:
         raise QueryError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")

@@ -112,11 +112,13 @@ class S3Proxy:
         if rules.before is not None:
             rules.before(h.command, key, split.query)
         if key and key in rules.fail_keys:
+            error = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
             self._reply(
                 h,
                 500,
-                {"Content-Type": "application/xml"},
-                b"<Error><Code>InternalError</Code><Message>injected</Message></Error>",
+                {"Content-Type": "application/xml", "Content-Length": str(len(error))},
+                error,
+                head=h.command == "HEAD",
             )
             return
         conn = http.client.HTTPConnection(*self.upstream, timeout=60)

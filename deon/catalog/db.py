@@ -159,10 +159,19 @@ class Catalog:
         self._lock = threading.Lock()
         self._table: sa.Table | None = None
         self._table_names: tuple[str, ...] = ()
+        from alembic.util.exc import CommandError
+
         try:
             self._ensure_schema()
         except sa.exc.DatabaseError as e:
             raise CatalogError(f"cannot open catalog {self.display}: {e.orig}") from e
+        except CommandError as e:
+            raise CatalogError(
+                f"catalog {self.display} has schema revision {self.revision()!r}, which this "
+                f"deon does not know (made by a newer deon?): upgrade deon ({e})"
+            ) from e
+        except ImportError as e:  # a driver that is not installed (psycopg, ...)
+            raise UsageError(f"cannot open catalog {self.display}: {e}") from e
 
     @property
     def display(self) -> str:
@@ -193,8 +202,19 @@ class Catalog:
             return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
     def _ensure_schema(self) -> None:
-        if self.revision() != SCHEMA_REVISION:
-            upgrade(self.writer)
+        from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
+
+        # SQLite can answer "database is locked" without waiting out the busy timeout
+        # while another process recovers or checkpoints the WAL; such moments are short.
+        for attempt in Retrying(
+            stop=stop_after_delay(BUSY_TIMEOUT),
+            wait=wait_random(0.05, 0.5),
+            retry=retry_if_exception(_locked),
+            reraise=True,
+        ):
+            with attempt:
+                if self.revision() != SCHEMA_REVISION:
+                    upgrade(self.writer)
 
     # -- sources --------------------------------------------------------------------
 
@@ -299,16 +319,18 @@ class Catalog:
         write transaction, after re-reading the registry (another process may have
         added columns since)."""
         current = self._columns(conn)
-        by_path = {c.path: c for c in current}
+        by_path = {fl.path_key(c.path): c for c in current}
         taken = {c.name for c in current}
-        wanted_kind: dict[fl.Path, str | None] = {}
+        wanted_kind: dict[str, tuple[fl.Path, str | None]] = {}
         for row in rows:
             for path, (_, kind) in row.flat.items():
-                wanted_kind[path] = fl.widen(wanted_kind.get(path), kind)
+                pk = fl.path_key(path)
+                seen = wanted_kind.get(pk)
+                wanted_kind[pk] = (path, fl.widen(seen[1] if seen else None, kind))
         now = utcnow()
         dialect = self.engine.dialect
-        for path, kind in wanted_kind.items():
-            col = by_path.get(path)
+        for pk, (path, kind) in wanted_kind.items():
+            col = by_path.get(pk)
             if col is None:
                 if len(by_path) >= MAX_META_COLUMNS:
                     warnings.append(
@@ -323,16 +345,14 @@ class Catalog:
                         "(its plain name is taken)"
                     )
                 conn.execute(
-                    meta_columns.insert().values(
-                        name=name, path=fl.path_key(path), kind=kind, added_at=now
-                    )
+                    meta_columns.insert().values(name=name, path=pk, kind=kind, added_at=now)
                 )
                 ident = dialect.identifier_preparer.quote(name)
                 conn.exec_driver_sql(
                     f"ALTER TABLE objects ADD COLUMN {ident} {_sql_type(dialect.name, kind)}"
                 )
                 col = Column(name, path, kind, False)
-                by_path[path] = col
+                by_path[pk] = col
                 taken.add(name)
             elif kind is not None and fl.widen(col.kind, kind) != col.kind:
                 widened = fl.widen(col.kind, kind)
@@ -341,7 +361,7 @@ class Catalog:
                     .where(meta_columns.c.name == col.name)
                     .values(kind=widened)
                 )
-                by_path[path] = Column(col.name, path, widened, col.indexed)
+                by_path[pk] = Column(col.name, col.path, widened, col.indexed)
         return list(by_path.values())
 
     # -- writing --------------------------------------------------------------------
@@ -359,12 +379,12 @@ class Catalog:
             if rows:
                 cols = self._add_columns(conn, rows, warnings)
                 table = self._objects_table([c.name for c in cols])
-                name_of = {c.path: c.name for c in cols}
+                name_of = {fl.path_key(c.path): c.name for c in cols}
                 values = []
                 for r in rows:
                     v: dict[str, Any] = {c.name: None for c in cols}
                     for path, (value, _) in r.flat.items():
-                        name = name_of.get(path)
+                        name = name_of.get(fl.path_key(path))
                         if name is not None:
                             v[name] = value
                     v.update(
@@ -444,6 +464,10 @@ class Catalog:
         from deon.catalog.query import run
 
         return run(self, where=where, sql=sql, limit=limit)
+
+
+def _locked(error: BaseException) -> bool:
+    return isinstance(error, sa.exc.OperationalError) and "locked" in str(error.orig)
 
 
 def index_name(column: str) -> str:

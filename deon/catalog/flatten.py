@@ -94,15 +94,19 @@ def scalar(value: Any) -> tuple[Any, str | None]:
 
 
 def widen(a: str | None, b: str | None) -> str | None:
-    """The kind that holds values of both kinds (None: no value seen yet)."""
+    """The kind that holds values of both kinds (None: no value seen yet).
+
+    Numbers form a chain, boolean < integer < real; text holds everything; JSON joined
+    with anything but JSON is text. Being a join, the result does not depend on the
+    order in which values are seen.
+    """
     if a is None or a == b:
         return b
     if b is None:
         return a
-    if {a, b} == {KIND_INTEGER, KIND_REAL}:
-        return KIND_REAL
-    if {a, b} == {KIND_BOOLEAN, KIND_INTEGER}:
-        return KIND_INTEGER
+    chain = (KIND_BOOLEAN, KIND_INTEGER, KIND_REAL)
+    if a in chain and b in chain:
+        return max(a, b, key=chain.index)
     return KIND_TEXT
 
 
@@ -117,7 +121,7 @@ def base_name(path: Path) -> str:
 
 
 def path_hash(path: Path) -> str:
-    return hashlib.sha1(json.dumps(list(path)).encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return hashlib.sha1(path_key(path).encode("ascii")).hexdigest()[:6]
 
 
 def assign_name(path: Path, taken: set[str], fixed: set[str]) -> str:
@@ -125,13 +129,24 @@ def assign_name(path: Path, taken: set[str], fixed: set[str]) -> str:
     name = base_name(path)
     if name in fixed:
         name = f"meta_{name}"[:MAX_NAME]
-    if name in taken or name in fixed:
-        name = f"{name[: MAX_NAME - 8]}__{path_hash(path)}"
-    return name
+    if name not in taken and name not in fixed:
+        return name
+    stem = name[: MAX_NAME - 8]
+    digest = hashlib.sha1(path_key(path).encode("ascii")).hexdigest()
+    candidate = f"{stem}__{digest[:6]}"
+    n = 1
+    while candidate in taken or candidate in fixed:  # only a key made to look like ours
+        candidate = f"{name[: MAX_NAME - 8 - len(str(n))]}__{digest[:6]}{n}"
+        n += 1
+    return candidate
 
 
 def path_key(path: Path) -> str:
-    """How a path is stored in the catalog's column registry: a JSON list."""
+    """How a path is stored in the catalog's column registry: a JSON list, ASCII-escaped.
+
+    This text, not the tuple, is a path's identity: a surrogate pair and the character
+    it encodes are the same key in JSON and must be the same column.
+    """
     return json.dumps(list(path), ensure_ascii=True)
 
 

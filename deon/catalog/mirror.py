@@ -238,4 +238,4 @@ def _mirror_one(
         catalog.write([], missing[i : i + BATCH_ROWS])
     result.deleted += len(missing)
     catalog.mark_mirrored(bucket, prefix)
-    result.sources.append(address.uri)
+    result.sources.append(f"s3://{bucket}/{prefix}")

@@ -52,6 +52,10 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
         return sqlite3.SQLITE_OK
     if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() in _READ_PRAGMAS and arg2 is None:
         return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master":
+        # SQLite itself asks this when it first builds an eponymous virtual table such
+        # as json_each(); the connection is read-only (mode=ro, query_only) regardless.
+        return sqlite3.SQLITE_OK
     return sqlite3.SQLITE_DENY
 
 

@@ -1,0 +1,248 @@
+"""`deon query`, `query | pull`, `metadata load` and the Python catalog API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import subprocess
+
+import pytest
+
+import deon
+from deon import meta
+from tests.conftest import DEON_CMD, Lab, assert_no_traceback, run_deon
+
+ROBOTS = ["sawyer", "franka", "widowx"]
+
+
+@pytest.fixture
+def mirrored(lab: Lab) -> Lab:
+    """Twelve objects with RoboNet-like metadata, mirrored into the catalog."""
+    for i in range(12):
+        doc = {
+            "robot": ROBOTS[i % 3],
+            "traj_ok": i % 4 != 0,
+            "object_classes": ["cup", "bowl"] if i % 2 else ["marker"],
+            "gripper": {"type": "default", "max_width": 0.08},
+            "img_T": 30,
+        }
+        body = json.dumps({"i": i}).encode()
+        lab.put(f"lab/t{i:02d}.h5", body, meta.encode(doc, None, lambda d: "").metadata)
+    assert run_deon("metadata", "down", "s3://lab/lab").returncode == 0
+    lab.proxy.reset()
+    return lab
+
+
+def expected(pred) -> list[str]:
+    return [f"s3://lab/lab/t{i:02d}.h5" for i in range(12) if pred(i)]
+
+
+def test_query_prints_one_uri_per_line(mirrored: Lab) -> None:
+    r = run_deon("query", "robot = 'sawyer' AND traj_ok")
+
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == expected(lambda i: i % 3 == 0 and i % 4 != 0)
+    assert r.stderr == ""
+    assert mirrored.proxy.count("LIST", "HEAD", "GET") == 0  # offline
+
+
+def test_query_without_condition_lists_everything_in_order(mirrored: Lab) -> None:
+    r = run_deon("query")
+
+    assert r.stdout.splitlines() == expected(lambda i: True)
+
+
+def test_query_output_formats(mirrored: Lab) -> None:
+    keys = run_deon("query", "robot = 'franka'", "--format", "key").stdout.split()
+    assert keys == [f"lab/t{i:02d}.h5" for i in range(12) if i % 3 == 1]
+
+    lines = run_deon("query", "robot = 'franka'", "-f", "json").stdout.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["uri"] for r in records] == expected(lambda i: i % 3 == 1)
+    assert records[0]["metadata"]["gripper"] == {"type": "default", "max_width": 0.08}
+    assert records[0]["gripper_max_width"] == 0.08
+
+    out = run_deon(
+        "query", "--sql", "SELECT uri, robot, object_classes FROM objects ORDER BY uri", "-f", "csv"
+    )
+    table = list(csv.reader(io.StringIO(out.stdout)))
+    assert table[0] == ["uri", "robot", "object_classes"]
+    assert table[2] == ["s3://lab/lab/t01.h5", "franka", '["cup","bowl"]']
+
+    t = run_deon(
+        "query", "--sql", "SELECT robot, count(*) AS n FROM objects GROUP BY robot", "-f", "table"
+    ).stdout.splitlines()
+    assert t[0].split() == ["robot", "n"] and set(t[1]) <= {"-", " "}
+    assert sorted(line.split() for line in t[2:]) == [
+        ["franka", "4"],
+        ["sawyer", "4"],
+        ["widowx", "4"],
+    ]
+
+
+def test_limit_and_count(mirrored: Lab) -> None:
+    assert run_deon("query", "--limit", "3").stdout.splitlines() == expected(lambda i: i < 3)
+    assert run_deon("query", "--count", "traj_ok").stdout.strip() == "9"
+    assert run_deon("query", "--count").stdout.strip() == "12"
+    r = run_deon("query", "--count", "--sql", "SELECT DISTINCT robot FROM objects")
+    assert r.stdout.strip() == "3"
+
+
+def test_lists_are_json_text_that_sql_can_search(mirrored: Lab) -> None:
+    r = run_deon("query", "EXISTS (SELECT 1 FROM json_each(object_classes) WHERE value = 'cup')")
+
+    assert r.stdout.splitlines() == expected(lambda i: i % 2 == 1)
+
+
+def test_columns_lists_kinds_keys_and_examples(mirrored: Lab) -> None:
+    r = run_deon("query", "--columns")
+
+    assert r.returncode == 0, r.stderr
+    lines = {line.split()[0]: line for line in r.stdout.splitlines()[2:]}
+    assert "boolean" in lines["traj_ok"]
+    assert (
+        "gripper.max_width" in lines["gripper_max_width"] and "real" in lines["gripper_max_width"]
+    )
+    assert "'sawyer'" in lines["robot"] and "12" in lines["robot"].split()
+    assert "json" in lines["object_classes"]
+    assert run_deon("query", "--columns", "robot = 'x'").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["robt = 'sawyer'"], "unknown column 'robt'; did you mean robot"),
+        (["traj_okk"], "did you mean traj_ok"),
+        (["robot = 'sawyer' AND"], "bad query"),
+        (["robot ="], "bad query"),
+        (["x", "--sql", "SELECT 1"], "not both"),
+    ],
+)
+def test_bad_queries_exit_2_with_a_named_problem(
+    mirrored: Lab, args: list[str], message: str
+) -> None:
+    r = run_deon("query", *args)
+
+    assert r.returncode == 2
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert_no_traceback(r.stderr)
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        ["--sql", "DELETE FROM objects"],
+        ["--sql", "UPDATE objects SET robot = 'x'"],
+        ["--sql", "DROP TABLE objects"],
+        ["--sql", "ATTACH DATABASE 'ATTACHED' AS evil"],
+        ["--sql", "PRAGMA journal_mode = DELETE"],
+        ["--sql", "CREATE TABLE t (x)"],
+        ["1 = 1; DELETE FROM objects"],
+        ["robot = 'x' UNION SELECT 1; DROP TABLE objects; --"],
+        ["--sql", "WITH x AS (SELECT 1) DELETE FROM objects"],
+        ["--sql", "VACUUM INTO 'ATTACHED'"],
+    ],
+)
+def test_nothing_passed_to_query_can_change_the_catalog(mirrored: Lab, attack: list[str]) -> None:
+    target = str(mirrored.tmp / "evil.sqlite")
+    attack = [a.replace("ATTACHED", target) for a in attack]
+    before = (mirrored.tmp / "catalog.sqlite").read_bytes()
+
+    r = run_deon("query", *attack)
+
+    assert r.returncode == 2
+    assert_no_traceback(r.stderr)
+    db = sqlite3.connect(mirrored.tmp / "catalog.sqlite")
+    assert db.execute("SELECT count(*), count(DISTINCT robot) FROM objects").fetchone() == (12, 3)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    assert not os.path.exists(target)
+    assert (mirrored.tmp / "catalog.sqlite").read_bytes() == before
+
+
+def test_query_without_a_catalog_says_what_to_do(isolated_env) -> None:
+    r = run_deon("query", "robot = 'x'")
+
+    assert r.returncode == 2
+    assert "no catalog" in r.stderr and "deon metadata down" in r.stderr
+    assert not (isolated_env / "catalog.sqlite").exists()
+
+
+def test_query_piped_into_pull_downloads_exactly_the_matches(mirrored: Lab) -> None:
+    query = subprocess.Popen(
+        [*DEON_CMD, "query", "robot = 'widowx' AND traj_ok"], stdout=subprocess.PIPE
+    )
+    pull = subprocess.run([*DEON_CMD, "pull"], stdin=query.stdout, capture_output=True, text=True)
+    query.wait()
+
+    assert (query.returncode, pull.returncode) == (0, 0), pull.stderr
+    want = [i for i in range(12) if i % 3 == 2 and i % 4 != 0]
+    root = mirrored.data_dir / "lab" / "lab"
+    assert sorted(p.name for p in root.iterdir()) == [f"t{i:02d}.h5" for i in want]
+    for i in want:
+        assert json.loads((root / f"t{i:02d}.h5").read_bytes()) == {"i": i}
+    assert sorted(pull.stdout.split()) == sorted(str(root / f"t{i:02d}.h5") for i in want)
+    # the catalog told pull each object's size and ETag: no HEAD before the GETs
+    assert mirrored.proxy.count("HEAD") == 0 and mirrored.proxy.count("GET") == len(want)
+
+
+def test_query_into_head_exits_quietly(mirrored: Lab) -> None:
+    for i in range(3000):
+        mirrored.put(f"many/{i:05d}", b"")
+    assert run_deon("metadata", "down", "s3://lab/many").returncode == 0
+
+    r = subprocess.run(
+        f"{' '.join(DEON_CMD)} query | head -n 1", shell=True, capture_output=True, text=True
+    )
+
+    assert r.stdout.splitlines() == ["s3://lab/lab/t00.h5"]
+    assert r.stderr == ""
+
+
+def test_metadata_load_runs_piped_commands_with_df_and_pull(mirrored: Lab) -> None:
+    script = (
+        "print(len(df), df.index.name)\n"
+        "print(sorted(df.robot.unique()))\n"
+        "print(df.traj_ok.dtype, df.img_t.dtype, df.gripper_max_width.dtype)\n"
+        "print(df.loc['s3://lab/lab/t01.h5', 'object_classes'])\n"
+        "paths = pull(df[(df.robot == 'sawyer') & df.traj_ok])\n"
+        "print(len(paths))\n"
+    )
+
+    r = run_deon("metadata", "load", input=script)
+
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [
+        "12 uri",
+        "['franka', 'sawyer', 'widowx']",
+        "boolean Int64 float64",
+        "['cup', 'bowl']",
+        "3",
+    ]
+
+
+def test_metadata_load_with_an_address_selects_that_prefix(mirrored: Lab) -> None:
+    mirrored.put("other/x.h5", b"x")
+    assert run_deon("metadata", "down", "s3://lab/other").returncode == 0
+
+    r = run_deon("metadata", "load", "s3://lab/other", input="print(list(df.index))\n")
+
+    assert r.stdout.strip() == "['s3://lab/other/x.h5']"
+
+
+def test_python_api_open_catalog_and_to_pandas(mirrored: Lab) -> None:
+    catalog = deon.open_catalog()
+    df = catalog.to_pandas("robot = 'sawyer'")
+
+    assert list(df.index) == expected(lambda i: i % 3 == 0)
+    assert df.index.name == "uri"
+    assert str(df.traj_ok.dtype) == "boolean" and str(df["size"].dtype) == "Int64"
+    assert df.object_classes.iloc[0] == ["marker"]
+    assert str(df.last_modified.dtype).startswith("datetime64")
+    columns, rows = deon.query("traj_ok", limit=2)
+    assert "uri" in columns and len(list(rows)) == 2
+    catalog.close()
