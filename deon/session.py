@@ -71,11 +71,12 @@ def make_namespace(settings: Settings, address: str | None = None) -> tuple[dict
 
 
 def _example_filter(df: Any, catalog: Any) -> str:
-    """A filter that selects something real in this catalog, for the banner."""
-    for column in catalog.columns():
-        if column.kind == "text" and column.name in df.columns:
-            values = df[column.name].dropna()
-            if len(values):
-                value = values.mode().iloc[0]
-                return f"df[df.{column.name} == {value!r}]"
+    """A filter that selects something real in this catalog, for the banner: on
+    `robot` if there is one, else on the first text column that tells rows apart."""
+    candidates = [c.name for c in catalog.columns() if c.kind == "text" and c.name in df.columns]
+    candidates.sort(key=lambda name: (name != "robot", df[name].nunique() < 2))
+    for name in candidates:
+        values = df[name].dropna()
+        if len(values):
+            return f"df[df.{name} == {values.mode().iloc[0]!r}]"
     return "df.head(3)"

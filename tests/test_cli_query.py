@@ -246,3 +246,41 @@ def test_python_api_open_catalog_and_to_pandas(mirrored: Lab) -> None:
     columns, rows = deon.query("traj_ok", limit=2)
     assert "uri" in columns and len(list(rows)) == 2
     catalog.close()
+
+
+def test_metadata_load_is_interactive_on_a_terminal(mirrored: Lab) -> None:
+    """On a terminal: a banner with rows, columns and an example filter, then a prompt
+    where df and pull are ready."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: deon on a pseudo-terminal, without IPython's colours
+        os.environ["TERM"] = "dumb"
+        os.execvp(DEON_CMD[0], [*DEON_CMD, "metadata", "load"])
+    out = b""
+
+    def read_until(marker: bytes, timeout: float = 60) -> None:
+        nonlocal out
+        import time
+
+        end = time.monotonic() + timeout
+        while marker not in out and time.monotonic() < end:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if ready:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:
+                    return
+
+    read_until(b"example:")
+    read_until(b"]:" if b"IPython" in out else b">>>", 10)
+    os.write(fd, b"print('rows', len(df))\n")
+    read_until(b"rows 12")
+    os.write(fd, b"exit()\n")
+    read_until(b"\x00", 5)
+    _, status = os.waitpid(pid, 0)
+    text = out.decode(errors="replace")
+    assert "12 objects x" in text and "pull(df[df.robot == '" in text
+    assert "rows 12" in text
+    assert os.WEXITSTATUS(status) == 0
