@@ -19,6 +19,14 @@ def test_demo_runs_every_step_and_leaves_nothing_running(isolated_env: Path) -> 
     assert "$ deon up s3://lab-data/alice" in r.stdout
     assert "up: 0 uploaded, 3 unchanged" in r.stdout
     assert "frames  (30, 2, 48, 64, 3) uint8" in r.stdout
+    assert "metadata down s3://lab-data/: 6 new, 0 changed, 0 deleted, 0 unchanged" in r.stdout
+    assert "0 new, 0 changed, 0 deleted, 6 unchanged" in r.stdout  # the refresh
+    assert "$ deon query \"robot = 'sawyer' AND traj_ok\" | deon pull" in r.stdout
+    matched = r.stdout.split("$ deon query \"robot = 'sawyer' AND traj_ok\"\n", 1)[1]
+    uris = [line.strip() for line in matched.splitlines() if line.strip().startswith("s3://")]
+    assert uris and all(u.startswith("s3://lab-data/alice/") for u in uris)
+    assert f"pull: {len(uris)} downloaded" in r.stdout
+    assert f"pull: 0 downloaded, {len(uris)} unchanged" in r.stdout
     assert_no_traceback(r.stdout + r.stderr)
     assert not work.exists()  # the scratch folder is removed
     port = int(re.search(r"http://127\.0\.0\.1:(\d+)", r.stdout).group(1))  # type: ignore[union-attr]

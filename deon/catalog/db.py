@@ -159,17 +159,10 @@ class Catalog:
         self._lock = threading.Lock()
         self._table: sa.Table | None = None
         self._table_names: tuple[str, ...] = ()
-        from alembic.util.exc import CommandError
-
         try:
             self._ensure_schema()
         except sa.exc.DatabaseError as e:
             raise CatalogError(f"cannot open catalog {self.display}: {e.orig}") from e
-        except CommandError as e:
-            raise CatalogError(
-                f"catalog {self.display} has schema revision {self.revision()!r}, which this "
-                f"deon does not know (made by a newer deon?): upgrade deon ({e})"
-            ) from e
         except ImportError as e:  # a driver that is not installed (psycopg, ...)
             raise UsageError(f"cannot open catalog {self.display}: {e}") from e
 
@@ -213,8 +206,20 @@ class Catalog:
             reraise=True,
         ):
             with attempt:
-                if self.revision() != SCHEMA_REVISION:
-                    upgrade(self.writer)
+                revision = self.revision()
+                if revision != SCHEMA_REVISION:
+                    self._upgrade(revision)
+
+    def _upgrade(self, revision: str | None) -> None:
+        from alembic.util.exc import CommandError  # Alembic loads only when needed
+
+        try:
+            upgrade(self.writer)
+        except CommandError as e:
+            raise CatalogError(
+                f"catalog {self.display} has schema revision {revision!r}, which this deon "
+                f"does not know (made by a newer deon?): upgrade deon ({e})"
+            ) from e
 
     # -- sources --------------------------------------------------------------------
 
