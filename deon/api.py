@@ -90,7 +90,7 @@ def up(
     local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, target)
     state = State()
     try:
-        with Engine(make_storage(s), s.jobs, progress) as engine:
+        with Engine(make_storage(s), s.jobs, progress, state) as engine:
             return sync.up(engine, state, target, local, overwrite=overwrite, dry_run=dry_run)
     finally:
         state.close()
@@ -122,15 +122,19 @@ def down(
     local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, source)
     if local.exists() and not local.is_dir():
         raise LocalPathError(f"not a folder: {local}")
-    with Engine(make_storage(s), s.jobs, progress) as engine:
-        return sync.down(
-            engine,
-            source,
-            local,
-            force=force,
-            dry_run=dry_run,
-            known=lambda uris: _catalog_knowledge(s, uris),
-        )
+    state = State()
+    try:
+        with Engine(make_storage(s), s.jobs, progress, state) as engine:
+            return sync.down(
+                engine,
+                source,
+                local,
+                force=force,
+                dry_run=dry_run,
+                known=lambda uris: _catalog_knowledge(s, uris),
+            )
+    finally:
+        state.close()
 
 
 def pull(
@@ -161,8 +165,12 @@ def pull(
     root = Path(data_dir).expanduser() if data_dir is not None else s.data_dir
     addresses = [u if isinstance(u, S3Address) else parse_object_uri(u) for u in uris]
     known = _catalog_knowledge(s, [a.uri for a in addresses])
-    with Engine(make_storage(s), s.jobs, progress) as engine:
-        return sync.pull(engine, addresses, root, force=force, dry_run=dry_run, known=known)
+    state = State()
+    try:
+        with Engine(make_storage(s), s.jobs, progress, state) as engine:
+            return sync.pull(engine, addresses, root, force=force, dry_run=dry_run, known=known)
+    finally:
+        state.close()
 
 
 def open_catalog(url: str | None = None) -> Catalog:

@@ -1,7 +1,10 @@
-"""File digests: the sha256 deon records, and the MD5-based ETag S3 will report.
+"""File digests: the sha256 deon records and, when a comparison needs it, the MD5-based
+ETag S3 reports.
 
-One read of a file yields both, so deciding whether a local file matches an object
-never needs a second pass, and usually no request beyond the LIST that gave the ETag.
+The sha256 is always computed (it goes into the object's headers, and it is the
+signed payload hash of an upload, so S3 itself checks the bytes). MD5 is computed
+only to compare a file with an object by its ETag; the local hash cache (state.py)
+usually makes even that unnecessary.
 """
 
 from __future__ import annotations
@@ -43,40 +46,57 @@ def part_ranges(size: int, part_size: int) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class Digest:
-    """sha256 and MD5s of a file's bytes, with the part layout deon uploads it in."""
+    """sha256 of a file's bytes and, if asked for, its MD5s in deon's part layout."""
 
     size: int
     sha256: str
-    md5: str
     part_size: int
-    part_md5s: tuple[bytes, ...]
+    md5: str | None = None
+    part_md5s: tuple[bytes, ...] | None = None
 
     @property
     def multipart(self) -> bool:
         return uses_multipart(self.size)
 
     @property
-    def etag(self) -> str:
-        """The ETag S3 reports for this file when deon uploads it."""
+    def etag(self) -> str | None:
+        """The ETag S3 reports for this file when deon uploads it (None without MD5s)."""
+        if self.md5 is None or self.part_md5s is None:
+            return None
         if not self.multipart:
             return self.md5
         joined = hashlib.md5(b"".join(self.part_md5s), usedforsecurity=False).hexdigest()
         return f"{joined}-{len(self.part_md5s)}"
 
 
+def digest_bytes(data: bytes | memoryview, *, md5: bool = False) -> Digest:
+    """The digest of bytes in memory (a small file read whole)."""
+    size = len(data)
+    whole = hashlib.md5(data, usedforsecurity=False).hexdigest() if md5 else None
+    return Digest(
+        size,
+        hashlib.sha256(data).hexdigest(),
+        part_size_for(size),
+        whole,
+        (bytes.fromhex(whole),) if whole is not None else None,
+    )
+
+
 def digest_file(
     path: Path,
     cancel: threading.Event | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    *,
+    md5: bool = False,
 ) -> Digest:
-    """Read a file once, computing sha256, MD5 and the MD5 of every deon part.
+    """Read a file once for its sha256 and, with `md5`, its MD5 and part MD5s.
 
     Raises:
         OSError: the file cannot be read.
         Cancelled: `cancel` was set.
     """
     sha = hashlib.sha256()
-    whole = hashlib.md5(usedforsecurity=False)
+    whole = hashlib.md5(usedforsecurity=False) if md5 else None
     size = path.stat().st_size
     part_size = part_size_for(size)
     multipart = uses_multipart(size)
@@ -84,28 +104,42 @@ def digest_file(
     part = hashlib.md5(usedforsecurity=False)
     in_part = 0
     total = 0
-    with open(path, "rb") as f:
+    buf = bytearray(READ_SIZE)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
         while True:
             if cancel is not None and cancel.is_set():
                 raise Cancelled()
-            chunk = f.read(min(READ_SIZE, part_size - in_part) if multipart else READ_SIZE)
-            if not chunk:
+            want = min(READ_SIZE, part_size - in_part) if (md5 and multipart) else READ_SIZE
+            n = f.readinto(view[:want])
+            if not n:
                 break
+            chunk = view[:n]
             sha.update(chunk)
-            whole.update(chunk)
-            total += len(chunk)
-            if multipart:
-                part.update(chunk)
-                in_part += len(chunk)
-                if in_part == part_size:
-                    parts.append(part.digest())
-                    part = hashlib.md5(usedforsecurity=False)
-                    in_part = 0
+            total += n
+            if whole is not None:
+                whole.update(chunk)
+                if multipart:
+                    part.update(chunk)
+                    in_part += n
+                    if in_part == part_size:
+                        parts.append(part.digest())
+                        part = hashlib.md5(usedforsecurity=False)
+                        in_part = 0
             if on_bytes is not None:
-                on_bytes(len(chunk))
+                on_bytes(n)
+    if whole is None:
+        return Digest(total, sha.hexdigest(), part_size)
     if multipart and in_part:
         parts.append(part.digest())
-    return Digest(total, sha.hexdigest(), whole.hexdigest(), part_size, tuple(parts))
+    md5_hex = whole.hexdigest()
+    return Digest(
+        total,
+        sha.hexdigest(),
+        part_size,
+        md5_hex,
+        tuple(parts) if multipart else (bytes.fromhex(md5_hex),),
+    )
 
 
 def etag_is_md5(etag: str, encryption: str | None = None) -> bool:
@@ -120,11 +154,14 @@ def matches_etag(digest: Digest, etag: str, encryption: str | None = None) -> bo
     """Whether the ETag proves the object holds the digested bytes.
 
     True only for a plain MD5 equal to the file's, or a multipart ETag equal to the
-    one deon's part layout gives. Anything else is "unknown", reported as False.
+    one deon's part layout gives. Anything else (or a digest without MD5) is
+    "unknown", reported as False.
     """
     if encryption and encryption not in ("AES256",):
         return False
     etag = etag.lower()
+    if digest.md5 is None:
+        return False
     if etag_is_md5(etag):
         return etag == digest.md5
     return "-" in etag and etag == digest.etag

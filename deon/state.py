@@ -1,22 +1,41 @@
-"""Local state that is not the catalog: what this user uploaded.
+"""Local state that is not the catalog: what this user uploaded, and a hash cache.
 
 `deon up` may replace an object without `--overwrite` only when the object in the
 bucket is exactly the one this user last uploaded there (the same ETag): then the
 local file is a newer version of the user's own data. Anything else at the key is
 someone else's, and is refused.
+
+The hash cache remembers, for a local file identified by (device, inode, size, mtime,
+ctime), its sha256 and the ETag of the object it was downloaded from or uploaded as.
+Any change to a file changes its ctime (which no user can set), so a hit means the
+bytes are the ones hashed: a no-op `down` or `up` reads no file contents (as DVC's
+state database does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from deon import config
 
 _SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    md5 TEXT,
+    etag TEXT
+);
 CREATE TABLE IF NOT EXISTS uploads (
     bucket TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -39,6 +58,7 @@ class State:
         self.path = path or state_path()
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[object, ...]] = []
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -47,7 +67,8 @@ class State:
             os.close(fd)
             db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute(_SCHEMA)
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
             db.commit()
             self._db = db
         return self._db
@@ -71,8 +92,71 @@ class State:
             )
             db.commit()
 
+    # -- the hash cache ----------------------------------------------------------------
+
+    def lookup(self, path: Path, st: os.stat_result) -> Cached | None:
+        """What is known of a file's bytes, if it has not changed since."""
+        with self._lock:
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT dev, ino, size, mtime_ns, ctime_ns, sha256, md5, etag FROM files "
+                    "WHERE path = ?",
+                    (os.fsdecode(path),),
+                )
+                .fetchone()
+            )
+        if row is None or tuple(row[:5]) != _identity(st):
+            return None
+        return Cached(sha256=row[5], md5=row[6], etag=row[7])
+
+    def remember(
+        self,
+        path: Path,
+        st: os.stat_result,
+        sha256: str,
+        *,
+        md5: str | None = None,
+        etag: str | None = None,
+    ) -> None:
+        """Record a file's hashes (written in batches; see `flush`)."""
+        row = (os.fsdecode(path), *_identity(st), sha256, md5, etag)
+        with self._lock:
+            self._pending.append(row)
+            if len(self._pending) >= 500:
+                self._flush_locked()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if self._pending:
+            db = self._conn()
+            db.executemany(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._pending
+            )
+            db.commit()
+            self._pending.clear()
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
+                # A cache: losing it costs a re-hash, never correctness.
+                with contextlib.suppress(sqlite3.Error):
+                    self._flush_locked()
                 self._db.close()
                 self._db = None
+
+
+@dataclass(frozen=True)
+class Cached:
+    """What the hash cache knows of a file."""
+
+    sha256: str
+    md5: str | None
+    etag: str | None
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

@@ -10,13 +10,22 @@ it does deon send a HEAD.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from deon import meta
-from deon.digest import Cancelled, Digest, digest_file, etag_is_md5, matches_etag
+from deon.digest import (
+    Cancelled,
+    Digest,
+    digest_bytes,
+    digest_file,
+    etag_is_md5,
+    matches_etag,
+    uses_multipart,
+)
 from deon.errors import (
     DeonError,
     KeyNotFound,
@@ -54,23 +63,44 @@ class Known:
 # -- shared ---------------------------------------------------------------------------
 
 
-def _is_current(storage: Storage, bucket: str, key: str, dest: Path, known: Known) -> bool:
-    """Whether the local file already holds the object's bytes."""
-    if not dest.is_file() or dest.is_symlink() or dest.stat().st_size != known.size:
-        return False
-    digest = digest_file(dest)
-    if known.sha256:
-        return digest.sha256 == known.sha256
-    if etag_is_md5(known.etag):
-        return digest.md5 == known.etag.lower()
-    if matches_etag(digest, known.etag):
-        return True
-    # A multipart ETag from another tool's part size: only the sha256 header can tell.
+def _is_current(engine: Engine, bucket: str, key: str, dest: Path, known: Known) -> bool:
+    """Whether the local file already holds the object's bytes.
+
+    The hash cache answers without reading the file when it can; otherwise the file
+    is hashed once (and the result cached).
+    """
     try:
-        head = storage.head(bucket, key)
-    except KeyNotFound:
+        st = dest.lstat()
+    except FileNotFoundError:
         return False
-    return head.etag == known.etag and expected_sha256(head) == digest.sha256
+    if not stat.S_ISREG(st.st_mode) or st.st_size != known.size:
+        return False
+    state = engine.state
+    cached = state.lookup(dest, st) if state is not None else None
+    if cached is not None:
+        if cached.etag is not None and cached.etag == known.etag:
+            return True
+        if known.sha256:
+            return cached.sha256 == known.sha256
+        if cached.md5 is not None and etag_is_md5(known.etag):
+            return cached.md5 == known.etag.lower()
+    digest = digest_file(dest, engine.cancel, md5=True)
+    if known.sha256:
+        current = digest.sha256 == known.sha256
+    elif etag_is_md5(known.etag) or matches_etag(digest, known.etag):
+        current = matches_etag(digest, known.etag)
+    else:
+        # A multipart ETag from another tool's part size: only the sha256 header can tell.
+        try:
+            head = engine.storage.head(bucket, key)
+        except KeyNotFound:
+            return False
+        current = head.etag == known.etag and expected_sha256(head) == digest.sha256
+    if state is not None:
+        state.remember(
+            dest, st, digest.sha256, md5=digest.md5, etag=known.etag if current else None
+        )
+    return current
 
 
 def _fetch(
@@ -90,7 +120,7 @@ def _fetch(
             if known is None:  # only a HEAD can tell whether the local file is current
                 head = engine.storage.head(address.bucket, address.key)
                 known = Known(head.size, head.etag, expected_sha256(head))
-            if _is_current(engine.storage, address.bucket, address.key, dest, known):
+            if _is_current(engine, address.bucket, address.key, dest, known):
                 engine.progress.advance(known.size)
                 return Outcome(uri, dest, Status.UNCHANGED, known.size)
         if dry_run:
@@ -288,7 +318,27 @@ def up(
                 check_relative_key(item.relative)
             except UnsafeKey as e:
                 return Outcome(uri, item.path, Status.FAILED, message=f"unshareable name: {e}")
-            digest = digest_file(item.path, engine.cancel)
+            existing = remote.get(key)
+            st = os.stat(item.path)
+            cached = state.lookup(item.path, st)
+            if (
+                existing is not None
+                and cached is not None
+                and existing.size == st.st_size
+                and cached.etag == existing.etag
+            ):
+                progress.advance(st.st_size)  # uploaded (or downloaded) as it is now
+                return Outcome(uri, item.path, Status.UNCHANGED, st.st_size)
+            # MD5 only to compare with an object of the same size by its ETag.
+            md5 = existing is not None and existing.size == st.st_size
+            data: bytes | None = None
+            if uses_multipart(st.st_size):
+                digest = digest_file(item.path, engine.cancel, md5=md5)
+            else:
+                data = item.path.read_bytes()  # read once: hashed, then sent as is
+                digest = digest_bytes(data, md5=md5)
+            if os.stat(item.path) == st:
+                state.remember(item.path, st, digest.sha256, md5=digest.md5)
             encoded, hdf5 = _encode_metadata(item.path, digest, sidecar_root, result, progress)
             if not hdf5:
                 not_hdf5.append(item.relative)
@@ -299,9 +349,11 @@ def up(
                 key,
                 item.path,
                 digest,
+                data,
+                st,
                 encoded,
                 hdf5,
-                remote.get(key),
+                existing,
                 overwrite=overwrite,
                 dry_run=dry_run,
             )
@@ -355,6 +407,8 @@ def _put(
     key: str,
     path: Path,
     digest: Digest,
+    data: bytes | None,
+    st: os.stat_result,
     encoded: meta.Encoded,
     hdf5: bool,
     existing: ObjectInfo | None,
@@ -367,6 +421,7 @@ def _put(
     if_match: str | None = None
     if existing is not None:
         if existing.size == digest.size and matches_etag(digest, existing.etag):
+            state.remember(path, st, digest.sha256, md5=digest.md5, etag=existing.etag)
             engine.progress.advance(digest.size)
             return Outcome(uri, path, Status.UNCHANGED, digest.size)
         try:
@@ -398,6 +453,7 @@ def _put(
             path,
             digest,
             encoded.metadata,
+            data=data,
             if_none_match=if_match is None,
             if_match=if_match,
             content_type=HDF5_CONTENT_TYPE if hdf5 else None,
@@ -419,5 +475,7 @@ def _put(
             "uploading; nothing was replaced (run again to compare, or use --overwrite)",
         )
     state.record_upload(bucket, key, etag, digest.sha256)
+    if os.stat(path) == st:
+        state.remember(path, st, digest.sha256, md5=digest.md5, etag=etag)
     status = Status.TRANSFERRED if if_match is None else Status.REPLACED
     return Outcome(uri, path, status, digest.size)

@@ -13,7 +13,6 @@ headers, verify before renaming, or resume. Its chunk-size rules are reused (dig
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -40,6 +39,7 @@ from deon.digest import (
 )
 from deon.errors import DeonError, IntegrityError, LocalPathError, PreconditionFailed
 from deon.report import Outcome, Progress, Status
+from deon.state import State
 from deon.storage import ObjectHead, Storage, stream_errors
 from deon.uri import TEMP_PREFIX
 
@@ -58,10 +58,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode("ascii")
 
 
 def resumable_temp_path(dest: Path, etag: str) -> Path:
@@ -117,8 +113,15 @@ class Engine:
     cannot deadlock. `cancel` stops every task at its next chunk.
     """
 
-    def __init__(self, storage: Storage, workers: int, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        workers: int,
+        progress: Progress | None = None,
+        state: State | None = None,
+    ) -> None:
         self.storage = storage
+        self.state = state
         self.workers = max(1, workers)
         self.progress = progress or Progress()
         self.cancel = threading.Event()
@@ -211,44 +214,58 @@ class Engine:
     def _download_whole(self, bucket: str, key: str, dest: Path) -> Downloaded:
         tmp = unique_temp_path(dest)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        buf = bytearray(READ_SIZE)
+        view = memoryview(buf)
         try:
-            with os.fdopen(fd, "wb") as out:
-                sha = hashlib.sha256()
-                md5 = hashlib.md5(usedforsecurity=False)
-                written = 0
-                head: ObjectHead | None = None
-                for attempt in self._retrying():
-                    with attempt:
-                        start = written if head is not None else None
-                        h, body = self.storage.get(
-                            bucket, key, start=start, if_match=head.etag if head else None
-                        )
+            sha = hashlib.sha256()
+            md5: Any = None
+            written = 0
+            head: ObjectHead | None = None
+            for attempt in self._retrying():
+                with attempt:
+                    start = written if head is not None else None
+                    h, body = self.storage.get(
+                        bucket, key, start=start, if_match=head.etag if head else None
+                    )
+                    with body:
                         if head is None:
                             head = h
+                            # MD5 only when it is all there is to check the bytes against.
+                            if expected_sha256(h) is None and etag_is_md5(h.etag, h.encryption):
+                                md5 = hashlib.md5(usedforsecurity=False)
                         elif h.size == head.total_size and written:
                             # The server ignored the Range: start over from byte 0.
-                            out.seek(0)
-                            out.truncate()
-                            sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+                            os.lseek(fd, 0, os.SEEK_SET)
+                            os.ftruncate(fd, 0)
+                            sha = hashlib.sha256()
+                            md5 = md5 and hashlib.md5(usedforsecurity=False)
                             self.progress.advance(-written)
                             written = 0
-                        with body:
-                            for chunk in body.iter_chunks(READ_SIZE):
-                                self.check_cancel()
-                                out.write(chunk)
-                                sha.update(chunk)
+                        while True:
+                            n = body.readinto(view)
+                            if not n:
+                                break
+                            chunk = view[:n]
+                            self.check_cancel()
+                            os.write(fd, chunk)
+                            sha.update(chunk)
+                            if md5 is not None:
                                 md5.update(chunk)
-                                written += len(chunk)
-                                self.progress.advance(len(chunk))
-                assert head is not None
+                            written += n
+                            self.progress.advance(n)
+            assert head is not None
+            os.close(fd)
+            fd = -1
             total = head.total_size if head.total_size is not None else head.size
             if written != total:
                 raise IntegrityError(f"s3://{bucket}/{key}: got {written} of {total} bytes")
             got = sha.hexdigest()
-            verify(f"s3://{bucket}/{key}", head, got, md5.hexdigest())
-            self._finalize(tmp, dest, head.last_modified)
+            verify(f"s3://{bucket}/{key}", head, got, md5.hexdigest() if md5 else None)
+            self._finalize(tmp, dest, head.last_modified, got, head.etag)
             return Downloaded(written, got, head)
         except BaseException:
+            if fd >= 0:
+                os.close(fd)
             tmp.unlink(missing_ok=True)
             raise
 
@@ -310,7 +327,7 @@ class Engine:
                 tmp.unlink(missing_ok=True)
                 journal.unlink(missing_ok=True)
                 raise
-            self._finalize(tmp, dest, head.last_modified)
+            self._finalize(tmp, dest, head.last_modified, got, etag)
             journal.unlink(missing_ok=True)
         return Downloaded(size, got, head)
 
@@ -340,6 +357,7 @@ class Engine:
     ) -> ObjectHead:
         done = 0
         head: ObjectHead | None = None
+        view = memoryview(bytearray(READ_SIZE))
         for attempt in self._retrying():
             with attempt:
                 start = offset + done
@@ -352,13 +370,16 @@ class Engine:
                         f"of {length - done}"
                     )
                 with body:
-                    for chunk in body.iter_chunks(READ_SIZE):
+                    while True:
+                        n = body.readinto(view)
+                        if not n:
+                            break
                         if failed.is_set():
                             raise Cancelled()
                         self.check_cancel()
-                        os.pwrite(fd, chunk, offset + done)
-                        done += len(chunk)
-                        self.progress.advance(len(chunk))
+                        os.pwrite(fd, view[:n], offset + done)
+                        done += n
+                        self.progress.advance(n)
         if done != length:
             raise IntegrityError(f"s3://{bucket}/{key}: short range at {offset}")
         assert head is not None
@@ -376,14 +397,19 @@ class Engine:
             offset += len(chunk)
         return sha.hexdigest()
 
-    def _finalize(self, tmp: Path, dest: Path, last_modified: datetime | None) -> None:
-        """Give the verified file normal permissions and the object's time, then rename."""
+    def _finalize(
+        self, tmp: Path, dest: Path, last_modified: datetime | None, sha256: str, etag: str
+    ) -> None:
+        """Give the verified file normal permissions and the object's time, rename it
+        into place, and remember what its bytes are."""
         os.chmod(tmp, 0o666 & ~self._umask)
         if last_modified is not None:
             os.utime(tmp, (time.time(), last_modified.timestamp()))
         if dest.is_dir():
             raise LocalPathError(f"a folder is in the way of file {dest}")
         os.replace(tmp, dest)
+        if self.state is not None:
+            self.state.remember(dest, os.stat(dest), sha256, etag=etag)
 
     # -- uploads --------------------------------------------------------------------
 
@@ -395,35 +421,45 @@ class Engine:
         digest: Digest,
         metadata: dict[str, str],
         *,
+        data: bytes | None = None,
         if_none_match: bool = False,
         if_match: str | None = None,
         content_type: str | None = None,
     ) -> str:
         """Upload a digested file, conditionally. Returns the new ETag.
 
+        `data`, when given, is the file's bytes as digested (small files are read once).
+        Every request carries the sha256 of its body as the signed payload hash, so S3
+        refuses bytes that are not the ones hashed (a file that changed meanwhile).
+
         Raises:
             PreconditionFailed: the condition failed (the key changed meanwhile).
-            StorageError: S3 rejected the bytes (BadDigest: the file changed while read).
+            StorageError: S3 refused the request.
         """
         if not digest.multipart:
-            with open(src, "rb") as f:
-                etag = self.storage.put(
-                    bucket,
-                    key,
-                    f,
-                    size=digest.size,
-                    content_md5=_b64(bytes.fromhex(digest.md5)),
-                    metadata=metadata,
-                    if_none_match=if_none_match,
-                    if_match=if_match,
-                    content_type=content_type,
-                )
+            if data is None:
+                data = src.read_bytes()
+                if hashlib.sha256(data).hexdigest() != digest.sha256:
+                    raise IntegrityError(f"{src} changed while it was being uploaded")
+            etag = self.storage.put(
+                bucket,
+                key,
+                data,
+                sha256=digest.sha256,
+                metadata=metadata,
+                if_none_match=if_none_match,
+                if_match=if_match,
+                content_type=content_type,
+            )
             self.progress.advance(digest.size)
             return etag
         upload_id = self.storage.create_multipart(bucket, key, metadata, content_type)
         try:
             ranges = part_ranges(digest.size, digest.part_size)
             failed = threading.Event()
+            whole = hashlib.sha256()
+            hashed = [0]
+            order = threading.Condition()
             with open(src, "rb") as f:
                 fd = f.fileno()
 
@@ -432,9 +468,15 @@ class Engine:
                         raise Cancelled()
                     self.check_cancel()
                     offset, length = ranges[index]
-                    data = os.pread(fd, length, offset)
+                    part = os.pread(fd, length, offset)
+                    # The whole-file hash is fed in part order, from the very bytes sent.
+                    with order:
+                        order.wait_for(lambda: hashed[0] == index or failed.is_set())
+                        whole.update(part)
+                        hashed[0] += 1
+                        order.notify_all()
                     part_etag = self.storage.upload_part(
-                        bucket, key, upload_id, index + 1, data, _b64(digest.part_md5s[index])
+                        bucket, key, upload_id, index + 1, part, hashlib.sha256(part).hexdigest()
                     )
                     self.progress.advance(length)
                     return part_etag
@@ -444,9 +486,13 @@ class Engine:
                 errors = [fut.exception() for fut in finished if fut.exception() is not None]
                 if errors:
                     failed.set()
+                    with order:
+                        order.notify_all()
                     wait(futures)
                     raise errors[0]  # type: ignore[misc]
                 etags = [fut.result() for fut in futures]
+            if whole.hexdigest() != digest.sha256:
+                raise IntegrityError(f"{src} changed while it was being uploaded")
             return self.storage.complete_multipart(
                 bucket, key, upload_id, etags, if_none_match=if_none_match, if_match=if_match
             )
@@ -462,8 +508,7 @@ class Engine:
                 bucket,
                 key,
                 body,
-                size=len(body),
-                content_md5=_b64(hashlib.md5(body, usedforsecurity=False).digest()),
+                sha256=hashlib.sha256(body).hexdigest(),
                 metadata={},
                 if_none_match=True,
                 content_type="application/json",

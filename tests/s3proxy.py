@@ -8,6 +8,7 @@ keys. The fault-injection tests extend it.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import random
 import threading
@@ -111,6 +112,15 @@ class S3Proxy:
             rules = self.rules
         if rules.before is not None:
             rules.before(h.command, key, split.query)
+        claimed = h.headers.get("x-amz-content-sha256", "")
+        if body and len(claimed) == 64 and hashlib.sha256(body).hexdigest() != claimed:
+            # What S3 does with a body that is not the one signed (moto does not check).
+            error = (
+                b"<Error><Code>XAmzContentSHA256Mismatch</Code><Message>The provided "
+                b"'x-amz-content-sha256' header does not match what was computed.</Message></Error>"
+            )
+            self._reply(h, 400, {"Content-Type": "application/xml"}, error)
+            return
         if key and key in rules.fail_keys:
             error = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
             self._reply(

@@ -1,8 +1,8 @@
-"""The S3 layer in-process (moto's mock_aws): listing, conditional writes, error mapping."""
+"""The S3 layer against the moto server on 127.0.0.1: listing, conditional writes, error
+mapping, and the SigV4 signer checked against botocore's."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,26 +20,22 @@ from deon.errors import (
     StorageError,
 )
 from deon.storage import Storage, translate_client_error
+from tests.conftest import Lab
 
 
 @pytest.fixture
-def storage(isolated_env: Path) -> Iterator[Storage]:
-    from moto import mock_aws
-
-    with mock_aws():
-        s = Storage()
-        s.client.create_bucket(Bucket="lab")
-        yield s
+def storage(lab: Lab) -> Storage:
+    return Storage(endpoint_url=lab.endpoint)
 
 
-def md5_b64(data: bytes) -> str:
-    return base64.b64encode(hashlib.md5(data).digest()).decode()
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
-def test_listing_pages_past_1000_keys_and_keeps_the_prefix(storage: Storage) -> None:
+def test_listing_pages_past_1000_keys_and_keeps_the_prefix(storage: Storage, lab: Lab) -> None:
     for i in range(1005):
-        storage.client.put_object(Bucket="lab", Key=f"p/{i:05d}", Body=b"")
-    storage.client.put_object(Bucket="lab", Key="q/other", Body=b"")
+        lab.put(f"p/{i:05d}", b"")
+    lab.put("q/other", b"")
 
     keys = [o.key for o in storage.iter_objects("lab", "p/")]
 
@@ -47,18 +43,12 @@ def test_listing_pages_past_1000_keys_and_keeps_the_prefix(storage: Storage) -> 
 
 
 def test_conditional_put_refuses_an_existing_key(storage: Storage) -> None:
-    storage.put(
-        "lab", "k", b"one", size=3, content_md5=md5_b64(b"one"), metadata={}, if_none_match=True
-    )
+    storage.put("lab", "k", b"one", sha256=sha(b"one"), metadata={}, if_none_match=True)
 
     with pytest.raises(PreconditionFailed):
-        storage.put(
-            "lab", "k", b"two", size=3, content_md5=md5_b64(b"two"), metadata={}, if_none_match=True
-        )
+        storage.put("lab", "k", b"two", sha256=sha(b"two"), metadata={}, if_none_match=True)
     with pytest.raises(PreconditionFailed):
-        storage.put(
-            "lab", "k", b"two", size=3, content_md5=md5_b64(b"two"), metadata={}, if_match="0" * 32
-        )
+        storage.put("lab", "k", b"two", sha256=sha(b"two"), metadata={}, if_match="0" * 32)
     assert storage.get_bytes("lab", "k", 100) == b"one"
 
 
@@ -72,8 +62,8 @@ def test_missing_bucket_and_key(storage: Storage) -> None:
         storage.head("lab", "missing")
 
 
-def test_get_bytes_refuses_oversized_objects(storage: Storage) -> None:
-    storage.client.put_object(Bucket="lab", Key="big", Body=b"x" * 1000)
+def test_get_bytes_refuses_oversized_objects(storage: Storage, lab: Lab) -> None:
+    lab.put("big", b"x" * 1000)
 
     with pytest.raises(StorageError, match="over 100"):
         storage.get_bytes("lab", "big", 100)
@@ -104,3 +94,104 @@ def test_client_errors_become_deon_errors(code: str, status: int, expected: type
 def test_a_bad_profile_is_a_config_error(isolated_env: Path) -> None:
     with pytest.raises(ConfigError, match="profile 'ghost' not found"):
         _ = Storage(profile="ghost").client
+
+
+def test_keys_are_sent_literally(storage: Storage, lab: Lab) -> None:
+    """Whatever a colleague named an object, it can be listed, read and named."""
+    keys = [
+        "w/sp ace.h5",
+        "w/pct%41.h5",
+        "w/plus+.h5",
+        "w/ünï.h5",
+        "w/q?x#y.h5",
+        "w//double.h5",
+        "w/../up.h5",
+        "w/./dot.h5",
+        "w/back\\slash.h5",
+        "w/~tilde*star.h5",
+    ]
+    for i, key in enumerate(keys):
+        lab.put(key, str(i).encode())
+
+    listed = [o.key for o in storage.iter_objects("lab", "w/")]
+
+    assert sorted(listed) == sorted(keys)
+    for i, key in enumerate(keys):
+        assert storage.get_bytes("lab", key, 10) == str(i).encode()
+        assert storage.head("lab", key).size == len(str(i))
+
+
+def test_multipart_upload_with_a_condition(storage: Storage, lab: Lab) -> None:
+    parts = [b"a" * (5 * 1024 * 1024), b"b" * 100]
+    upload = storage.create_multipart("lab", "mp", {"deon-sha256": "0" * 64})
+    etags = [
+        storage.upload_part("lab", "mp", upload, i + 1, p, sha(p)) for i, p in enumerate(parts)
+    ]
+
+    etag = storage.complete_multipart("lab", "mp", upload, etags, if_none_match=True)
+
+    assert etag.endswith("-2")
+    assert lab.get("mp") == b"".join(parts)
+    assert lab.head("mp")["Metadata"] == {"deon-sha256": "0" * 64}
+
+
+def test_a_payload_that_is_not_the_hashed_one_is_refused(storage: Storage, lab: Lab) -> None:
+    """The sha256 is the signed payload hash: S3 (here the proxy, as AWS and MinIO do)
+    refuses a body that is not the one hashed, and nothing is stored."""
+    with pytest.raises(StorageError, match="different bytes than were hashed"):
+        storage.put("lab", "k", b"these bytes", sha256=sha(b"other bytes"), metadata={})
+    assert lab.list_keys() == []
+    assert lab.proxy.count("PUT") == 1  # refused at once, not retried
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query", "headers"),
+    [
+        ("GET", "/lab/a/b.h5", {}, {}),
+        ("HEAD", "/lab/sp%20ace/%C3%BC.h5", {}, {"range": "bytes=0-9"}),
+        (
+            "PUT",
+            "/lab/k",
+            {},
+            {
+                "x-amz-meta-deon-meta": 'json:{"a":1}',
+                "if-none-match": "*",
+                "content-type": "application/x-hdf5",
+            },
+        ),
+        ("GET", "/lab/", {"list-type": "2", "prefix": "a b/", "continuation-token": "x/+="}, {}),
+        ("POST", "/lab/k", {"uploads": ""}, {}),
+    ],
+)
+def test_the_signer_agrees_with_botocore(method, path, query, headers, monkeypatch) -> None:
+    import datetime as dt
+
+    import botocore.auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials as BotoCredentials
+
+    from deon.sigv4 import Credentials, Signer, query_string
+
+    now = dt.datetime(2026, 11, 24, 12, 30, 45)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now)
+    creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "token/x=")
+    payload = sha(b"")
+    ours = Signer("eu-west-1").sign(
+        creds,
+        method,
+        "127.0.0.1:9000",
+        path,
+        query,
+        headers,
+        payload,
+        now.replace(tzinfo=dt.timezone.utc).timestamp(),
+    )
+
+    url = "http://127.0.0.1:9000" + path + ("?" + query_string(query) if query else "")
+    request = AWSRequest(method=method, url=url, headers=dict(headers))
+    botocore.auth.S3SigV4Auth(
+        BotoCredentials(creds.access_key, creds.secret_key, creds.token), "s3", "eu-west-1"
+    ).add_auth(request)
+
+    assert ours["Authorization"] == request.headers["Authorization"]
+    assert ours["x-amz-date"] == request.headers["X-Amz-Date"]

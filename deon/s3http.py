@@ -1,0 +1,419 @@
+"""A lean S3 client for the object operations deon does in bulk: LIST, HEAD, GET, PUT and
+multipart uploads.
+
+Why not boto3 for these: its request pipeline costs ~0.7 ms of CPU per request; on
+two cores that caps a metadata mirror near 1,000 objects/s and transfers well below
+the peers'. Why not obstore (object_store): its listing fails outright on a key with a
+`..` segment, which any colleague can create, it cannot address keys with empty or
+dot segments, and it exposes neither SSE headers nor Content-MD5. This module is
+http.client plus SigV4 (sigv4.py); credentials, region and endpoint resolution stay
+with botocore (storage.py). Measurements are in bench/RESULTS.md and the issue note.
+
+Keys are sent literally: no path normalisation, so every key a bucket can hold can
+be listed, read and named.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import random
+import socket
+import ssl
+import threading
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from queue import Empty, LifoQueue
+from typing import Any
+from urllib.parse import unquote_plus, urlsplit
+
+from deon.errors import (
+    AccessDenied,
+    BucketNotFound,
+    ConfigError,
+    DeonError,
+    KeyNotFound,
+    PreconditionFailed,
+    StorageError,
+)
+from deon.sigv4 import EMPTY_SHA256, Credentials, Signer, uri_path
+
+_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+#: Status codes and S3 error codes worth another attempt (botocore's "standard" set).
+RETRY_STATUS = frozenset({500, 502, 503, 504, 429})
+RETRY_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+    }
+)
+CONNECTION_ERRORS = (
+    ConnectionError,
+    TimeoutError,
+    socket.timeout,
+    http.client.HTTPException,
+    ssl.SSLError,
+    OSError,
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a bucket's requests go."""
+
+    scheme: str
+    host: str  # host[:port], as sent in the Host header
+    region: str
+    path_style: bool
+    bucket: str
+
+    def path(self, key: str) -> str:
+        if self.path_style:
+            return uri_path(f"/{self.bucket}/{key}" if key else f"/{self.bucket}/")
+        return uri_path(f"/{key}")
+
+
+@dataclass
+class Response:
+    """Status and headers (names lower-case) of an S3 response, and its body: read
+    already, or streamed through `readinto` until `close()`."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    _raw: Any = None
+    _release: Callable[[bool], None] | None = None
+
+    def readinto(self, buffer: Any) -> int:
+        n: int = self._raw.readinto(buffer)
+        if n == 0:
+            self.close()
+        return n
+
+    def iter_chunks(self, size: int = 1024 * 1024) -> Iterator[bytes]:
+        buf = bytearray(size)
+        view = memoryview(buf)
+        while True:
+            n = self.readinto(view)
+            if not n:
+                return
+            yield bytes(view[:n])
+
+    def close(self) -> None:
+        if self._release is not None:
+            release, self._release = self._release, None
+            release(self._raw is not None and self._raw.isclosed())
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def parse_http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_iso_date(value: str) -> datetime:
+    """S3's LastModified in a listing: 2026-11-24T15:25:47.000Z (Python 3.10 needs help)."""
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    return datetime.fromisoformat(text).astimezone(timezone.utc)
+
+
+class _Pool:
+    """Idle keep-alive connections to one host (through a proxy, if configured)."""
+
+    def __init__(
+        self, scheme: str, host: str, context: ssl.SSLContext | None, timeout: float, size: int
+    ) -> None:
+        self.scheme, self.host, self.context, self.timeout = scheme, host, context, timeout
+        self.idle: LifoQueue[http.client.HTTPConnection] = LifoQueue(maxsize=size)
+        proxies = urllib.request.getproxies()
+        hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        proxy = proxies.get(scheme)
+        self.proxy = (
+            None
+            if proxy is None or urllib.request.proxy_bypass(hostname)
+            else urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        )
+
+    @property
+    def absolute_form(self) -> bool:
+        """Plain HTTP through a proxy sends the whole URL as the request target."""
+        return self.proxy is not None and self.scheme == "http"
+
+    def get(self) -> http.client.HTTPConnection:
+        try:
+            return self.idle.get_nowait()
+        except Empty:
+            pass
+        if self.proxy is not None:
+            phost, pport = self.proxy.hostname or "", self.proxy.port or 8080
+            if self.scheme == "https":
+                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                    phost, pport, timeout=self.timeout, context=self.context
+                )
+                conn.set_tunnel(self.host)
+                return conn
+            return http.client.HTTPConnection(phost, pport, timeout=self.timeout)
+        if self.scheme == "https":
+            return http.client.HTTPSConnection(
+                self.host, timeout=self.timeout, context=self.context
+            )
+        return http.client.HTTPConnection(self.host, timeout=self.timeout)
+
+    def put(self, conn: http.client.HTTPConnection) -> None:
+        try:
+            self.idle.put_nowait(conn)
+        except Exception:  # the pool is full
+            conn.close()
+
+
+class S3Http:
+    """Signed S3 requests over pooled keep-alive connections, with retries.
+
+    Args:
+        credentials: returns current credentials (botocore refreshes them).
+        endpoint: returns the Endpoint of a bucket.
+        max_attempts: attempts per request for throttling, 5xx and connection errors.
+        pool_size: idle connections kept per host (set it to the thread count).
+        ca_bundle: a CA bundle for HTTPS (AWS_CA_BUNDLE), else the system's.
+    """
+
+    def __init__(
+        self,
+        credentials: Callable[[], Credentials],
+        endpoint: Callable[[str], Endpoint],
+        *,
+        max_attempts: int = 10,
+        pool_size: int = 32,
+        connect_timeout: float = 10,
+        read_timeout: float = 60,
+        ca_bundle: str | None = None,
+    ) -> None:
+        self.credentials = credentials
+        self.endpoint = endpoint
+        self.max_attempts = max(1, max_attempts)
+        self.pool_size = pool_size
+        self.timeout = read_timeout
+        self.connect_timeout = connect_timeout
+        self.ca_bundle = ca_bundle
+        self._pools: dict[tuple[str, str], _Pool] = {}
+        self._signers: dict[str, Signer] = {}
+        self._lock = threading.Lock()
+        self._context: ssl.SSLContext | None = None
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def _pool(self, ep: Endpoint) -> _Pool:
+        key = (ep.scheme, ep.host)
+        pool = self._pools.get(key)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(key)
+                if pool is None:
+                    if ep.scheme == "https" and self._context is None:
+                        self._context = ssl.create_default_context(cafile=self.ca_bundle)
+                    pool = _Pool(ep.scheme, ep.host, self._context, self.timeout, self.pool_size)
+                    self._pools[key] = pool
+        return pool
+
+    def _signer(self, region: str) -> Signer:
+        signer = self._signers.get(region)
+        if signer is None:
+            with self._lock:
+                signer = self._signers.setdefault(region, Signer(region))
+        return signer
+
+    def request(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        what: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | memoryview | None = None,
+        payload_sha256: str | None = None,
+        stream: bool = False,
+        ok: tuple[int, ...] = (200, 206),
+    ) -> Response:
+        """Send one request, retrying what is worth retrying; raise deon errors.
+
+        With `stream`, the body is left on the connection for `Response.readinto`.
+        """
+        ep = self.endpoint(bucket)
+        pool = self._pool(ep)
+        path = ep.path(key)
+        query = dict(query or {})
+        target = path + ("?" + _query(query) if query else "")
+        if pool.absolute_form:
+            target = f"{ep.scheme}://{ep.host}{target}"
+        payload = payload_sha256 or (EMPTY_SHA256 if not body else None)
+        if payload is None:
+            import hashlib
+
+            payload = hashlib.sha256(body).hexdigest()  # type: ignore[arg-type]
+        attempt = 0
+        while True:
+            attempt += 1
+            signed = self._signer(ep.region).sign(
+                self.credentials(), method, ep.host, path, query, dict(headers or {}), payload
+            )
+            conn = pool.get()
+            try:
+                conn.timeout = self.timeout
+                conn.request(method, target, body=body, headers=signed)
+                raw = conn.getresponse()
+            except CONNECTION_ERRORS as e:
+                conn.close()
+                if attempt < self.max_attempts:
+                    self._backoff(attempt)
+                    continue
+                where = f"{ep.scheme}://{ep.host}"
+                raise StorageError(
+                    f"{what}: cannot reach S3 at {where}: {e or type(e).__name__}"
+                ) from e
+            resp_headers = {k.lower(): v for k, v in raw.getheaders()}
+            if raw.status in ok:
+                if stream and method != "HEAD":
+
+                    def release(finished: bool, conn: Any = conn, raw: Any = raw) -> None:
+                        if finished and not raw.will_close:
+                            pool.put(conn)
+                        else:
+                            conn.close()
+
+                    return Response(raw.status, resp_headers, b"", raw, release)
+                try:
+                    data = raw.read()
+                except CONNECTION_ERRORS as e:
+                    conn.close()
+                    if attempt < self.max_attempts:
+                        self._backoff(attempt)
+                        continue
+                    raise StorageError(f"{what}: connection broke: {e}") from e
+                (conn.close() if raw.will_close else pool.put(conn))
+                return Response(raw.status, resp_headers, data)
+            try:
+                data = raw.read()
+            except CONNECTION_ERRORS:
+                data = b""
+            (conn.close() if raw.will_close else pool.put(conn))
+            code, message = _error(data, raw.status)
+            retry = raw.status in RETRY_STATUS or code in RETRY_CODES
+            if retry and attempt < self.max_attempts:
+                self._backoff(
+                    attempt,
+                    throttled=code in ("SlowDown", "Throttling") or raw.status in (503, 429),
+                )
+                continue
+            raise _translate(raw.status, code, message, what, bucket, resp_headers)
+
+    def _backoff(self, attempt: int, throttled: bool = False) -> None:
+        # Exponential backoff with full jitter, as botocore's standard mode; throttling
+        # backs off harder so that a busy server is slowed down, not failed.
+        base = 0.5 if throttled else 0.1
+        time.sleep(random.uniform(0, min(20.0, base * 2 ** (attempt - 1))))
+
+    # -- operations -----------------------------------------------------------------
+
+    def list_page(
+        self, bucket: str, prefix: str, token: str | None
+    ) -> tuple[list[tuple[str, int, str, datetime]], str | None]:
+        """One page (up to 1000 keys) of ListObjectsV2: [(key, size, etag, last_modified)]
+        and the continuation token, or None on the last page."""
+        query = {"list-type": "2", "prefix": prefix, "encoding-type": "url", "max-keys": "1000"}
+        if token:
+            query["continuation-token"] = token
+        r = self.request("GET", bucket, "", f"s3://{bucket}/{prefix}", query=query)
+        try:
+            root = ET.fromstring(r.body)
+        except ET.ParseError as e:
+            raise StorageError(f"s3://{bucket}/{prefix}: unreadable listing: {e}") from e
+        items = []
+        for c in root.iter(f"{_NS}Contents"):
+            items.append(
+                (
+                    unquote_plus(c.findtext(f"{_NS}Key") or ""),
+                    int(c.findtext(f"{_NS}Size") or 0),
+                    (c.findtext(f"{_NS}ETag") or "").strip('"'),
+                    parse_iso_date(c.findtext(f"{_NS}LastModified") or "1970-01-01T00:00:00Z"),
+                )
+            )
+        truncated = (root.findtext(f"{_NS}IsTruncated") or "false") == "true"
+        next_token = root.findtext(f"{_NS}NextContinuationToken")
+        if truncated and not next_token:
+            raise StorageError(f"s3://{bucket}/{prefix}: truncated listing without a token")
+        return items, (next_token if truncated else None)
+
+
+def _query(params: Mapping[str, str]) -> str:
+    from deon.sigv4 import query_string
+
+    return query_string(params)
+
+
+def _error(body: bytes, status: int) -> tuple[str, str]:
+    """The S3 error code and message of an error response (HEAD has no body)."""
+    if body:
+        try:
+            root = ET.fromstring(body)
+            return (root.findtext("Code") or str(status), root.findtext("Message") or "")
+        except ET.ParseError:
+            pass
+    return str(status), http.client.responses.get(status, "")
+
+
+def _translate(
+    status: int, code: str, message: str, what: str, bucket: str, headers: Mapping[str, str]
+) -> DeonError:
+    if code == "NoSuchBucket":
+        return BucketNotFound(f"no such bucket: {bucket}")
+    if code in ("NoSuchKey", "NotFound") or status == 404:
+        return KeyNotFound(f"{what}: no such object")
+    if code in (
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "InvalidToken",
+    ):
+        return ConfigError(
+            f"{what}: S3 rejected the credentials ({code}); check your AWS profile or keys"
+        )
+    if code in ("AccessDenied", "AllAccessDisabled") or status == 403:
+        return AccessDenied(f"{what}: access denied by S3 for these credentials")
+    if status == 412 or code == "PreconditionFailed":
+        return PreconditionFailed(f"{what}: the object changed meanwhile (precondition failed)")
+    if status == 409 or code == "ConditionalRequestConflict":
+        return PreconditionFailed(f"{what}: a concurrent write to the same key won")
+    if code in ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"):
+        return StorageError(
+            f"{what}: S3 received different bytes than were hashed "
+            "(did the file change while it was uploaded?)"
+        )
+    if status in (301, 307) or code in ("PermanentRedirect", "AuthorizationHeaderMalformed"):
+        region = headers.get("x-amz-bucket-region", "another region")
+        return StorageError(f"{what}: the bucket lives in {region}; set AWS_DEFAULT_REGION")
+    return StorageError(f"{what}: {code}: {message}".rstrip(": "))
