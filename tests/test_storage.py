@@ -4,7 +4,6 @@ mapping, and the SigV4 signer checked against botocore's."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
