@@ -42,7 +42,6 @@ from deon.errors import (
 )
 from deon.sigv4 import EMPTY_SHA256, Credentials, Signer, uri_path
 
-_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 #: Status codes and S3 error codes worth another attempt (botocore's "standard" set).
 RETRY_STATUS = frozenset({500, 502, 503, 504, 429})
 RETRY_CODES = frozenset(
@@ -347,24 +346,39 @@ class S3Http:
         if token:
             query["continuation-token"] = token
         r = self.request("GET", bucket, "", f"s3://{bucket}/{prefix}", query=query)
+        where = f"s3://{bucket}/{prefix}"
         try:
             root = ET.fromstring(r.body)
         except ET.ParseError as e:
-            raise StorageError(f"s3://{bucket}/{prefix}: unreadable listing: {e}") from e
+            raise StorageError(f"{where}: unreadable listing: {e}") from e
+        # Match tags by local name: AWS and moto use the S3 namespace, s3rver none.
         items = []
-        for c in root.iter(f"{_NS}Contents"):
-            items.append(
-                (
-                    unquote_plus(c.findtext(f"{_NS}Key") or ""),
-                    int(c.findtext(f"{_NS}Size") or 0),
-                    (c.findtext(f"{_NS}ETag") or "").strip('"'),
-                    parse_iso_date(c.findtext(f"{_NS}LastModified") or "1970-01-01T00:00:00Z"),
+        truncated, next_token, key_count = False, None, None
+        for el in root:
+            tag = el.tag.rsplit("}", 1)[-1]
+            if tag == "Contents":
+                fields = {c.tag.rsplit("}", 1)[-1]: c.text or "" for c in el}
+                items.append(
+                    (
+                        unquote_plus(fields.get("Key", "")),
+                        int(fields.get("Size") or 0),
+                        fields.get("ETag", "").strip('"'),
+                        parse_iso_date(fields.get("LastModified") or "1970-01-01T00:00:00Z"),
+                    )
                 )
+            elif tag == "IsTruncated":
+                truncated = (el.text or "").strip().lower() == "true"
+            elif tag == "NextContinuationToken":
+                next_token = el.text
+            elif tag == "KeyCount" and (el.text or "").strip().isdigit():
+                key_count = int((el.text or "").strip())
+        if key_count is not None and key_count != len(items):
+            # Never mistake a listing we could not read for an empty prefix.
+            raise StorageError(
+                f"{where}: the listing says {key_count} keys, deon read {len(items)}"
             )
-        truncated = (root.findtext(f"{_NS}IsTruncated") or "false") == "true"
-        next_token = root.findtext(f"{_NS}NextContinuationToken")
         if truncated and not next_token:
-            raise StorageError(f"s3://{bucket}/{prefix}: truncated listing without a token")
+            raise StorageError(f"{where}: truncated listing without a token")
         return items, (next_token if truncated else None)
 
 

@@ -47,6 +47,8 @@ class Rules:
     fail_keys: set[str] = field(default_factory=set)
     #: a hook(method, key, query) run before forwarding (e.g. to kill a process)
     before: Callable[[str, str, str], None] | None = None
+    #: rewrites the body of LIST responses (to mimic other servers' dialects)
+    listing: Callable[[bytes], bytes] | None = None
     #: seeded random faults, set by the fault-injection tests
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = ()
@@ -138,6 +140,8 @@ class S3Proxy:
         data = resp.read()
         conn.close()
         out_headers = {k: v for k, v in resp.getheaders() if k.lower() not in HOP_HEADERS}
+        if kind == "LIST" and rules.listing is not None and resp.status == 200:
+            data = rules.listing(data)
         if h.command == "GET" and key in rules.corrupt and resp.status in (200, 206):
             data = rules.corrupt[key][: len(data)].ljust(len(data), b"\0")
         self._reply(h, resp.status, out_headers, data, head=h.command == "HEAD")

@@ -194,3 +194,27 @@ def test_the_signer_agrees_with_botocore(method, path, query, headers, monkeypat
 
     assert ours["Authorization"] == request.headers["Authorization"]
     assert ours["x-amz-date"] == request.headers["X-Amz-Date"]
+
+
+def test_a_listing_without_the_s3_namespace_is_read(storage: Storage, lab: Lab) -> None:
+    """s3rver (and some other servers) answer ListObjectsV2 without xmlns."""
+    for i in range(3):
+        lab.put(f"n/{i}", b"x")
+    lab.proxy.rules.listing = lambda body: body.replace(
+        b' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"', b""
+    )
+
+    assert [o.key for o in storage.iter_objects("lab", "n/")] == ["n/0", "n/1", "n/2"]
+
+
+def test_a_listing_deon_cannot_read_is_an_error_not_an_empty_prefix(
+    storage: Storage, lab: Lab
+) -> None:
+    for i in range(3):
+        lab.put(f"n/{i}", b"x")
+    lab.proxy.rules.listing = lambda body: body.replace(b"<Contents>", b"<Content>").replace(
+        b"</Contents>", b"</Content>"
+    )
+
+    with pytest.raises(StorageError, match="the listing says 3 keys, deon read 0"):
+        list(storage.iter_objects("lab", "n/"))

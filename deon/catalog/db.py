@@ -26,6 +26,9 @@ from deon.catalog.models import (
     objects,
     sources,
 )
+from deon.catalog.models import (
+    FIXED_ORDER as _FIXED_ORDER,
+)
 from deon.errors import CatalogError, UsageError
 
 #: Seconds a writer waits for another deon process to finish its transaction.
@@ -157,8 +160,7 @@ class Catalog:
             self.writer = self.engine
         self._ro_engine: sa.Engine | None = None
         self._lock = threading.Lock()
-        self._table: sa.Table | None = None
-        self._table_names: tuple[str, ...] = ()
+        self._upsert_cache: dict[tuple[tuple[str, ...], str], str] = {}
         try:
             self._ensure_schema()
         except sa.exc.DatabaseError as e:
@@ -310,15 +312,6 @@ class Catalog:
         ).all()
         return [Column(n, fl.path_from_key(p), k, bool(i)) for n, p, k, i in rows]
 
-    def _objects_table(self, names: list[str]) -> sa.Table:
-        key = tuple(names)
-        if self._table is None or self._table_names != key:
-            md = sa.MetaData()
-            cols = [c._copy() for c in objects.columns]
-            self._table = sa.Table("objects", md, *cols, *[sa.Column(n) for n in names])
-            self._table_names = key
-        return self._table
-
     def _add_columns(self, conn: Any, rows: list[ObjectRow], warnings: list[str]) -> list[Column]:
         """Register and create the columns these rows need; widen kinds. Runs inside the
         write transaction, after re-reading the registry (another process may have
@@ -326,12 +319,18 @@ class Catalog:
         current = self._columns(conn)
         by_path = {fl.path_key(c.path): c for c in current}
         taken = {c.name for c in current}
-        wanted_kind: dict[str, tuple[fl.Path, str | None]] = {}
+        by_tuple: dict[fl.Path, str | None] = {}
         for row in rows:
             for path, (_, kind) in row.flat.items():
-                pk = fl.path_key(path)
-                seen = wanted_kind.get(pk)
-                wanted_kind[pk] = (path, fl.widen(seen[1] if seen else None, kind))
+                if path not in by_tuple:
+                    by_tuple[path] = kind
+                elif kind is not None and kind != by_tuple[path]:
+                    by_tuple[path] = fl.widen(by_tuple[path], kind)
+        wanted_kind: dict[str, tuple[fl.Path, str | None]] = {}
+        for path, kind in by_tuple.items():  # identity by JSON key (surrogate pairs)
+            pk = fl.path_key(path)
+            seen = wanted_kind.get(pk)
+            wanted_kind[pk] = (path, fl.widen(seen[1] if seen else None, kind))
         now = utcnow()
         dialect = self.engine.dialect
         for pk, (path, kind) in wanted_kind.items():
@@ -376,44 +375,76 @@ class Catalog:
 
         Every row replaces the whole previous row of its object: metadata keys it no
         longer has become NULL. Returns warnings (renamed or dropped columns).
+
+        The rows go to the driver's executemany as positional tuples: SQLAlchemy Core's
+        per-row processing would cost more than the rest of a mirror (bench/).
         """
         warnings: list[str] = []
         deletes = list(deletes)
-        now = utcnow()
+        dialect = self.engine.dialect
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
         with self._lock, self.writer.begin() as conn:
             if rows:
                 cols = self._add_columns(conn, rows, warnings)
-                table = self._objects_table([c.name for c in cols])
-                name_of = {fl.path_key(c.path): c.name for c in cols}
-                values = []
+                names = [c.name for c in cols]
+                index_of = {fl.path_key(c.path): i for i, c in enumerate(cols)}
+                by_tuple: dict[fl.Path, int | None] = {}
+                now = self._timestamp(utcnow())
+                params = []
                 for r in rows:
-                    v: dict[str, Any] = {c.name: None for c in cols}
+                    values: list[Any] = [None] * len(cols)
                     for path, (value, _) in r.flat.items():
-                        name = name_of.get(fl.path_key(path))
-                        if name is not None:
-                            v[name] = value
-                    v.update(
-                        bucket=r.bucket,
-                        key=r.key,
-                        uri=f"s3://{r.bucket}/{r.key}",
-                        size=r.size,
-                        etag=r.etag,
-                        last_modified=naive_utc(r.last_modified),
-                        sha256=r.sha256,
-                        metadata=r.metadata,
-                        metadata_error=r.metadata_error,
-                        mirrored_at=now,
+                        i = by_tuple.get(path, -1)
+                        if i == -1:
+                            i = by_tuple[path] = index_of.get(fl.path_key(path))
+                        if i is not None:
+                            values[i] = value
+                    params.append(
+                        (
+                            r.bucket,
+                            r.key,
+                            f"s3://{r.bucket}/{r.key}",
+                            r.size,
+                            r.etag,
+                            self._timestamp(naive_utc(r.last_modified)),
+                            r.sha256,
+                            r.metadata,
+                            r.metadata_error,
+                            now,
+                            *values,
+                        )
                     )
-                    values.append(v)
-                conn.execute(_upsert(self.engine.dialect.name, table), values)
+                conn.exec_driver_sql(self._upsert_sql(names, mark), params)
             if deletes:
-                conn.execute(
-                    objects.delete().where(
-                        objects.c.bucket == sa.bindparam("b"), objects.c.key == sa.bindparam("k")
-                    ),
-                    [{"b": b, "k": k} for b, k in deletes],
+                conn.exec_driver_sql(
+                    f"DELETE FROM objects WHERE bucket = {mark} AND key = {mark}", deletes
                 )
         return warnings
+
+    def _timestamp(self, value: dt.datetime) -> Any:
+        """A time as the driver takes it: SQLAlchemy's text format on SQLite (so that
+        it reads back through the DateTime type), the datetime itself elsewhere."""
+        if self.path is not None or self.engine.dialect.name == "sqlite":
+            return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value
+
+    def _upsert_sql(self, names: list[str], mark: str) -> str:
+        key = (tuple(names), mark)
+        cached = self._upsert_cache.get(key)
+        if cached is not None:
+            return cached
+        q = self.engine.dialect.identifier_preparer.quote
+        columns = [*_FIXED_ORDER, *names]
+        updates = ", ".join(
+            f"{q(c)} = excluded.{q(c)}" for c in columns if c not in ("bucket", "key")
+        )
+        sql = (
+            f"INSERT INTO objects ({', '.join(q(c) for c in columns)}) "
+            f"VALUES ({', '.join([mark] * len(columns))}) "
+            f"ON CONFLICT (bucket, {q('key')}) DO UPDATE SET {updates}"
+        )
+        self._upsert_cache = {key: sql}
+        return sql
 
     def index_columns(self) -> int:
         """Index the scalar metadata columns (up to MAX_INDEXES), so that filters on
@@ -490,21 +521,6 @@ def _sql_type(dialect: str, kind: str | None) -> str:
     if dialect == "sqlite":
         return ""
     return "TEXT"
-
-
-def _upsert(dialect: str, table: sa.Table) -> Any:
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt: Any = sqlite_insert(table)
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(table)
-    else:  # pragma: no cover
-        raise CatalogError(f"catalogs on {dialect} are not supported (use SQLite or PostgreSQL)")
-    updates = {c.name: stmt.excluded[c.name] for c in table.columns if not c.primary_key}
-    return stmt.on_conflict_do_update(index_elements=["bucket", "key"], set_=updates)
 
 
 def upgrade(engine: sa.Engine) -> None:

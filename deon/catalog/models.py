@@ -67,6 +67,7 @@ meta_columns = sa.Table(
     sa.Column("indexed", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
-#: Columns of `objects` that are not metadata; a metadata key with one of these names
-#: is stored as `meta_<name>`.
-FIXED_COLUMNS = frozenset(c.name for c in objects.columns)
+#: Columns of `objects` that are not metadata, in table order; a metadata key with
+#: one of these names is stored as `meta_<name>`.
+FIXED_ORDER = tuple(c.name for c in objects.columns)
+FIXED_COLUMNS = frozenset(FIXED_ORDER)
