@@ -123,17 +123,12 @@ def down(
     if local.exists() and not local.is_dir():
         raise LocalPathError(f"not a folder: {local}")
     state = State()
+    hints = _CatalogHints(s)
     try:
         with Engine(make_storage(s), s.jobs, progress, state) as engine:
-            return sync.down(
-                engine,
-                source,
-                local,
-                force=force,
-                dry_run=dry_run,
-                known=lambda uris: _catalog_knowledge(s, uris),
-            )
+            return sync.down(engine, source, local, force=force, dry_run=dry_run, known=hints)
     finally:
+        hints.close()
         state.close()
 
 
@@ -251,14 +246,46 @@ def query(
     return catalog.query(where, sql=sql, limit=limit)
 
 
+class _CatalogHints:
+    """Size, ETag and sha256 the catalog holds, looked up page by page during a `down`
+    (the catalog is opened once, and only if it exists)."""
+
+    def __init__(self, s: config.Settings) -> None:
+        self.s = s
+        self.catalog: Any = None
+        self.tried = False
+
+    def __call__(self, uris: list[str]) -> dict[str, sync.Known]:
+        if not self.tried:
+            self.tried = True
+            if "://" in self.s.catalog or Path(self.s.catalog).expanduser().exists():
+                from deon.catalog.db import open_catalog as _open
+                from deon.errors import DeonError
+
+                try:
+                    self.catalog = _open(self.s.catalog, create=False)
+                except DeonError:
+                    self.catalog = None
+        if self.catalog is None or not uris:
+            return {}
+        rows = self.catalog.known(uris)
+        return {uri: sync.Known(size, etag, sha) for uri, (size, etag, sha) in rows.items()}
+
+    def close(self) -> None:
+        if self.catalog is not None:
+            self.catalog.close()
+
+
 def _catalog_knowledge(s: config.Settings, uris: list[str]) -> dict[str, sync.Known]:
     """Size, ETag and sha256 the catalog holds for these objects, so that deciding
     whether a local file is current costs no HEAD. Empty without a catalog."""
+    if not uris:
+        return {}
+    if "://" not in s.catalog and not Path(s.catalog).expanduser().exists():
+        return {}  # no catalog yet: do not pay for importing SQLAlchemy
     from deon.catalog.db import open_catalog as _open
     from deon.errors import DeonError
 
-    if not uris:
-        return {}
     try:
         with _open(s.catalog, create=False) as catalog:
             rows = catalog.known(uris)

@@ -163,8 +163,12 @@ def _make_progress(env: Env, record: Any) -> Any:
                     tqdm.write(f"error: {outcome.uri}: {outcome.message}", file=sys.stderr)
                     return
                 line = record(outcome)
-                if line is not None:
-                    tqdm.write(line, file=sys.stdout)
+                if line is None:
+                    return
+                if self.bar is not None and not self.bar.disable:
+                    tqdm.write(line, file=sys.stdout)  # keeps the bar below the output
+                else:
+                    sys.stdout.write(line + "\n")
 
         def warn(self, message: str) -> None:
             from tqdm import tqdm

@@ -110,6 +110,23 @@ class State:
             return None
         return Cached(sha256=row[5], md5=row[6], etag=row[7])
 
+    def under(self, root: Path) -> dict[str, tuple[object, ...]]:
+        """Every cached row for files under a folder, by path: one query instead of one
+        per file. Rows are (dev, ino, size, mtime_ns, ctime_ns, sha256, md5, etag)."""
+        low = os.fsdecode(root).rstrip("/") + "/"
+        high = low[:-1] + "0"  # "/" + 1: every path that starts with low
+        with self._lock:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT path, dev, ino, size, mtime_ns, ctime_ns, sha256, md5, etag FROM files "
+                    "WHERE path >= ? AND path < ?",
+                    (low, high),
+                )
+                .fetchall()
+            )
+        return {r[0]: tuple(r[1:]) for r in rows}
+
     def remember(
         self,
         path: Path,
@@ -156,6 +173,11 @@ class Cached:
     sha256: str
     md5: str | None
     etag: str | None
+
+
+def identity(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What identifies a file's bytes without reading them."""
+    return _identity(st)
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int, int]:

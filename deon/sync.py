@@ -35,12 +35,13 @@ from deon.errors import (
 )
 from deon.hdf5 import is_hdf5, read_metadata
 from deon.report import Outcome, Progress, Status, SyncResult
-from deon.state import State
+from deon.state import State, identity
 from deon.storage import ObjectInfo, Storage
 from deon.transfer import Engine, expected_sha256, failed
 from deon.uri import (
     RESERVED_SEGMENT,
     TEMP_PREFIX,
+    LocalTree,
     S3Address,
     check_relative_key,
     is_directory_marker,
@@ -175,31 +176,48 @@ def down(
 ) -> SyncResult:
     """Make `local_dir` hold every object under `address` (see `deon.api.down`).
 
-    `known` looks up what the catalog holds for the listed URIs: its sha256 is used
+    Pages of the listing are handled as they arrive: files the hash cache proves
+    current are settled at once, the rest go to the workers while the next page loads.
+    `known` looks up what the catalog holds for a page of URIs: its sha256 is used
     to decide whether a local file is current when its ETag equals the listed one.
     """
     started = time.monotonic()
     progress = engine.progress
     result = SyncResult("down")
-    objects = list(listed(engine.storage, address))
-    progress.begin("down", len(objects), sum(o.size for o in objects))
+    progress.begin("down", 0, 0)
     prefix = address.prefix
-    tasks: list[tuple[ObjectInfo, Path]] = []
-    for obj in objects:
-        try:
-            dest = local_path_for(local_dir, obj.key[len(prefix) :])
-        except UnsafeKey as e:
-            outcome = Outcome(obj.uri, None, Status.FAILED, message=f"refused unsafe key: {e}")
-            result.outcomes.append(outcome)
-            progress.item_done(outcome)
-            continue
-        tasks.append((obj, dest))
-    catalog = known([obj.uri for obj, _ in tasks]) if known is not None else {}
+    tree = LocalTree(local_dir)
+    cached = engine.state.under(local_dir) if engine.state is not None and not force else {}
 
-    def one(task: tuple[ObjectInfo, Path]) -> Outcome:
-        obj, dest = task
-        hint = catalog.get(obj.uri)
-        sha = hint.sha256 if hint is not None and hint.etag == obj.etag else None
+    def settle(outcome: Outcome) -> None:
+        result.outcomes.append(outcome)
+        progress.item_done(outcome)
+
+    def tasks() -> Iterator[tuple[ObjectInfo, Path, str | None]]:
+        for page in engine.storage.iter_pages(address.bucket, prefix):
+            page = [
+                o for o in page if not is_directory_marker(o.key, o.size) and not is_reserved(o.key)
+            ]
+            progress.add_total(len(page), sum(o.size for o in page))
+            hints = known([o.uri for o in page]) if known is not None else {}
+            for obj in page:
+                try:
+                    dest = tree.path_for(obj.key[len(prefix) :])
+                except UnsafeKey as e:
+                    settle(
+                        Outcome(obj.uri, None, Status.FAILED, message=f"refused unsafe key: {e}")
+                    )
+                    continue
+                hint = hints.get(obj.uri)
+                sha = hint.sha256 if hint is not None and hint.etag == obj.etag else None
+                if cached and _cached_current(dest, obj, sha, cached):
+                    progress.advance(obj.size)
+                    settle(Outcome(obj.uri, dest, Status.UNCHANGED, obj.size))
+                    continue
+                yield obj, dest, sha
+
+    def one(task: tuple[ObjectInfo, Path, str | None]) -> Outcome:
+        obj, dest, sha = task
         return _fetch(
             engine,
             S3Address(obj.bucket, obj.key),
@@ -209,7 +227,23 @@ def down(
             dry_run=dry_run,
         )
 
-    return _collect(result, engine.run(one, tasks), progress, started)
+    return _collect(result, engine.run(one, tasks()), progress, started)
+
+
+def _cached_current(
+    dest: Path, obj: ObjectInfo, sha256: str | None, cached: dict[str, tuple[object, ...]]
+) -> bool:
+    """Whether the preloaded hash cache proves the file holds the object's bytes."""
+    row = cached.get(os.fsdecode(dest))
+    if row is None:
+        return False
+    try:
+        st = dest.lstat()
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or row[:5] != identity(st) or st.st_size != obj.size:
+        return False
+    return row[7] == obj.etag or (sha256 is not None and row[5] == sha256)
 
 
 def pull(

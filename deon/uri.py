@@ -166,3 +166,24 @@ def key_for_local(relative: PurePosixPath | str, prefix: str) -> str:
     except UnicodeEncodeError as e:
         raise UnsafeKey("file name is not valid UTF-8") from e
     return prefix + rel
+
+
+class LocalTree:
+    """`local_path_for` for many keys under one root, checking each folder once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._safe: set[Path] = set()
+
+    def path_for(self, relative: str) -> Path:
+        """The local path of a key; raises UnsafeKey like `local_path_for`."""
+        rel = check_relative_key(relative)
+        target = self.root.joinpath(*rel.parts)
+        if target.parent in self._safe:
+            if target.is_symlink():
+                raise UnsafeKey("local path is a symlink")
+            return target
+        path = local_path_for(self.root, relative)
+        if target.parent.is_dir():  # only folders that exist can be remembered as safe
+            self._safe.add(target.parent)
+        return path
