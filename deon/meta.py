@@ -173,6 +173,9 @@ class Decoded:
 
     has_document: bool = False
     document: Any = None
+    #: the document's compact JSON text, when the header carried it verbatim (plain
+    #: ASCII, no escapes): lets a reader store it without serialising it again
+    text: str | None = None
     sha256: str | None = None
     form: str | None = None
     sidecar: SidecarRef | None = None
@@ -242,6 +245,8 @@ def _decode_deon(value: str, result: Decoded) -> None:
     if form == FORM_JSON:
         result.document = parse_json(payload)
         result.has_document = True
+        if "\\" not in payload:
+            result.text = payload
     elif form == FORM_ZLIB:
         try:
             packed = base64.b64decode(payload, validate=True)

@@ -24,10 +24,10 @@ import threading
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from queue import Empty, LifoQueue
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
@@ -121,9 +121,34 @@ class Response:
         self.close()
 
 
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+
+
 def parse_http_date(value: str | None) -> datetime | None:
+    """An HTTP date. S3 sends RFC 1123 ("Tue, 24 Nov 2026 15:25:47 GMT"), parsed here
+    directly (email.utils takes ~10 us); anything else goes to email.utils."""
     if not value:
         return None
+    parts = value.split()
+    if len(parts) == 6 and parts[5] == "GMT" and parts[2] in _MONTHS:
+        try:
+            h, m, sec = parts[4].split(":")
+            return datetime(
+                int(parts[3]),
+                _MONTHS[parts[2]],
+                int(parts[1]),
+                int(h),
+                int(m),
+                int(sec),
+                tzinfo=timezone.utc,
+            )
+        except ValueError:
+            pass
     try:
         return email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -212,7 +237,9 @@ class _Pool:
         self, scheme: str, host: str, context: ssl.SSLContext | None, timeout: float, size: int
     ) -> None:
         self.scheme, self.host, self.context, self.timeout = scheme, host, context, timeout
-        self.idle: LifoQueue[http.client.HTTPConnection] = LifoQueue(maxsize=size)
+        # deque.append/pop are atomic: a lock-free pool of idle connections
+        self.idle: deque[http.client.HTTPConnection] = deque()
+        self.size = size
         proxies = urllib.request.getproxies()
         hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
         proxy = proxies.get(scheme)
@@ -229,8 +256,8 @@ class _Pool:
 
     def get(self) -> http.client.HTTPConnection:
         try:
-            return self.idle.get_nowait()
-        except Empty:
+            return self.idle.pop()
+        except IndexError:
             pass
         conn = self._new()
         conn.response_class = _FastResponse
@@ -253,9 +280,9 @@ class _Pool:
         return http.client.HTTPConnection(self.host, timeout=self.timeout)
 
     def put(self, conn: http.client.HTTPConnection) -> None:
-        try:
-            self.idle.put_nowait(conn)
-        except Exception:  # the pool is full
+        if len(self.idle) < self.size:
+            self.idle.append(conn)
+        else:
             conn.close()
 
 

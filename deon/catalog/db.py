@@ -23,6 +23,7 @@ from deon.catalog.models import (
     FIXED_COLUMNS,
     SCHEMA_REVISION,
     meta_columns,
+    metadata,
     objects,
     sources,
 )
@@ -213,6 +214,19 @@ class Catalog:
                     self._upgrade(revision)
 
     def _upgrade(self, revision: str | None) -> None:
+        if revision is None and self._is_empty():
+            # A new catalog: create the current schema and stamp its revision, as
+            # Alembic recommends, instead of loading Alembic (~0.3 s) to replay history.
+            with self.writer.begin() as conn:
+                metadata.create_all(conn)
+                conn.exec_driver_sql(
+                    "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                    "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+                )
+                conn.execute(
+                    sa.text("INSERT INTO alembic_version VALUES (:v)"), {"v": SCHEMA_REVISION}
+                )
+            return
         from alembic.util.exc import CommandError  # Alembic loads only when needed
 
         try:
@@ -222,6 +236,10 @@ class Catalog:
                 f"catalog {self.display} has schema revision {revision!r}, which this deon "
                 f"does not know (made by a newer deon?): upgrade deon ({e})"
             ) from e
+
+    def _is_empty(self) -> bool:
+        with self.engine.connect() as conn:
+            return not sa.inspect(conn).get_table_names()
 
     # -- sources --------------------------------------------------------------------
 

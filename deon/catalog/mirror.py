@@ -10,10 +10,11 @@ so an interrupted run leaves a consistent catalog and a re-run finishes the job.
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,7 +114,7 @@ def fetch_row(storage: Storage, sidecars: _Sidecars, obj: ObjectInfo) -> _Fetche
         if decoded.sidecar is not None:
             decoded.document = sidecars.get(obj.bucket, decoded.sidecar)
         if decoded.has_document:
-            row.metadata = document_json(decoded.document)
+            row.metadata = decoded.text or document_json(decoded.document)
             row.flat = flatten(decoded.document)
         if decoded.warnings:
             warning = f"{obj.uri}: " + "; ".join(decoded.warnings)
@@ -166,8 +167,18 @@ def _mirror_one(
     batch: list[ObjectRow] = []
     gone: list[tuple[str, str]] = []
     last_flush = time.monotonic()
-    inflight: set[Future[_Fetched]] = set()
+    # Workers put their results on a queue; the main thread writes. (Waiting on a set
+    # of futures re-arms every one of them at each completion: too dear per object.)
+    done: queue.SimpleQueue[_Fetched | BaseException] = queue.SimpleQueue()
+    pending = 0
+    limit = jobs * 4
     registered = False
+
+    def work(obj: ObjectInfo) -> None:
+        try:
+            done.put(fetch_row(storage, sidecars, obj))
+        except BaseException as e:  # noqa: BLE001 - re-raised by the main thread
+            done.put(e)
 
     def flush(force: bool = False) -> None:
         nonlocal last_flush
@@ -180,29 +191,29 @@ def _mirror_one(
             gone.clear()
             last_flush = time.monotonic()
 
-    def collect(done: set[Future[_Fetched]]) -> None:
-        for future in done:
-            inflight.discard(future)
-            fetched = future.result()
-            obj = fetched.obj
-            if fetched.error is not None:
-                # The row (if any) stays as it was: nothing unseen is claimed.
-                result.failed.append((obj.uri, fetched.error))
-            elif fetched.row is None:  # deleted between LIST and HEAD
-                if obj.key in known:
-                    gone.append((bucket, obj.key))
-                    result.deleted += 1
+    def collect(item: _Fetched | BaseException) -> None:
+        nonlocal pending
+        pending -= 1
+        if isinstance(item, BaseException):
+            raise item
+        obj = item.obj
+        if item.error is not None:
+            # The row (if any) stays as it was: nothing unseen is claimed.
+            result.failed.append((obj.uri, item.error))
+        elif item.row is None:  # deleted between LIST and HEAD
+            if obj.key in known:
+                gone.append((bucket, obj.key))
+                result.deleted += 1
+        else:
+            batch.append(item.row)
+            if obj.key in known:
+                result.changed += 1
             else:
-                batch.append(fetched.row)
-                if obj.key in known:
-                    result.changed += 1
-                else:
-                    result.new += 1
-                if fetched.warning:
-                    result.warnings.append(fetched.warning)
-                    progress.warn(fetched.warning)
-            progress.advance(1)
-        flush()
+                result.new += 1
+            if item.warning:
+                result.warnings.append(item.warning)
+                progress.warn(item.warning)
+        progress.advance(1)
 
     try:
         for obj in listed(storage, address):
@@ -216,19 +227,23 @@ def _mirror_one(
                 result.unchanged += 1
                 progress.advance(1)
                 continue
-            while len(inflight) >= jobs * 4:
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                collect(done)
-            inflight.add(pool.submit(fetch_row, storage, sidecars, obj))
-            if len(batch) and time.monotonic() - last_flush > BATCH_SECONDS:
-                flush()
-        while inflight:
-            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-            collect(done)
+            while pending >= limit:
+                collect(done.get())
+            while not done.empty():
+                collect(done.get())
+            pool.submit(work, obj)
+            pending += 1
+            flush()
+        while pending:
+            collect(done.get())
+            flush()
     finally:
         # Whatever was fetched is written, even when the run is interrupted.
-        for future in inflight:
-            future.cancel()
+        while pending and not done.empty():
+            item = done.get()
+            pending -= 1
+            if isinstance(item, _Fetched) and item.row is not None and item.error is None:
+                batch.append(item.row)
         flush(force=True)
     if not registered:
         catalog.add_source(bucket, prefix, storage.endpoint_url)
