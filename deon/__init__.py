@@ -19,6 +19,7 @@ _EXPORTS = {
     "pull": "deon.api",
     "show": "deon.api",
     "mirror": "deon.api",
+    "publish": "deon.api",
     "query": "deon.api",
     "open_catalog": "deon.api",
     "Settings": "deon.config",
@@ -43,6 +44,7 @@ __all__ = [
     "load_settings",
     "mirror",
     "open_catalog",
+    "publish",
     "pull",
     "query",
     "show",
@@ -50,7 +52,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from deon.api import buckets, down, mirror, open_catalog, pull, query, show, up
+    from deon.api import buckets, down, mirror, open_catalog, publish, pull, query, show, up
     from deon.config import Settings, load_settings
     from deon.errors import DeonError
     from deon.report import Outcome, Progress, Status, SyncResult

@@ -12,6 +12,7 @@ for the `deon` command (see `deon.config`). Long operations accept a `deon.Progr
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -183,6 +184,7 @@ def open_catalog(url: str | None = None) -> Catalog:
 def mirror(
     addresses: Iterable[str | S3Address] | None = None,
     *,
+    snapshots: bool = True,
     progress: Progress | None = None,
     settings: config.Settings | None = None,
     **options: Any,
@@ -193,6 +195,7 @@ def mirror(
     Args:
         addresses: `s3://BUCKET/PREFIX` addresses; None or empty: every source the
             catalog already has.
+        snapshots: take objects from published snapshots (`publish`) when they match.
         progress: receives progress (one unit per object).
         settings: resolved settings; by default from the environment and config file.
         **options: overrides: endpoint_url, profile, catalog, jobs.
@@ -215,7 +218,53 @@ def mirror(
                     "(deon metadata down s3://BUCKET/PREFIX)"
                 )
         storage = make_storage(s)
-        return _mirror(catalog, storage, targets, jobs=s.jobs, progress=progress)
+        # HEADs are tiny: keep twice as many in flight as transfers would be.
+        return _mirror(
+            catalog, storage, targets, jobs=2 * s.jobs, progress=progress, snapshots=snapshots
+        )
+
+
+@dataclass(frozen=True)
+class Published:
+    """A snapshot written by `publish`."""
+
+    uri: str
+    objects: int
+    nbytes: int
+
+
+def publish(
+    address: str | S3Address,
+    *,
+    progress: Progress | None = None,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> Published:
+    """Refresh the catalog for `address`, then write a snapshot of its rows into the
+    bucket (PREFIX/.deon/snapshot.jsonl.gz), so that others' first `metadata down`
+    of the prefix needs (almost) no HEAD. Replaces an earlier snapshot.
+    """
+    from deon.catalog.db import open_catalog as _open
+    from deon.catalog.snapshot import build, snapshot_key
+
+    s = _settings(settings, **options)
+    target = _address(address)
+    mirror([target], progress=progress, settings=s)
+    with _open(s.catalog) as catalog:
+        count, rows = catalog.rows_under(target.bucket, target.prefix)
+        data = build(target.bucket, target.prefix, rows, count)
+    key = snapshot_key(target.prefix)
+    import hashlib
+
+    make_storage(s).put(
+        target.bucket,
+        key,
+        data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        metadata={},
+        content_type="application/gzip",
+    )
+    return Published(f"s3://{target.bucket}/{key}", count, len(data))
 
 
 def query(

@@ -471,15 +471,22 @@ class _Counter:
 
 @metadata.command("down")
 @click.argument("addresses", nargs=-1)
+@click.option(
+    "--no-snapshot",
+    is_flag=True,
+    help="HEAD every new or changed object; ignore "
+    "snapshots published with `deon metadata publish`.",
+)
 @pass_env
-def metadata_down(env: Env, addresses: tuple[str, ...]) -> None:
+def metadata_down(env: Env, addresses: tuple[str, ...], no_snapshot: bool) -> None:
     """Mirror the metadata of every object under each ADDRESS into the catalog.
 
     Incremental: objects whose ETag and LastModified are unchanged since the last run
     cost no request beyond the listing; new and changed objects are HEADed
     concurrently; rows of deleted objects are removed. With no ADDRESS, every source
     already in the catalog is refreshed. An interrupted run leaves a consistent catalog;
-    run it again to finish.
+    run it again to finish. Objects that a snapshot published with `deon metadata
+    publish` describes exactly are taken from it instead of HEADed.
 
     \b
     Example:
@@ -489,17 +496,41 @@ def metadata_down(env: Env, addresses: tuple[str, ...]) -> None:
     from deon import api
 
     s = env.settings()
-    result = api.mirror(addresses, progress=_Counter(env), settings=s)
+    result = api.mirror(addresses, snapshots=not no_snapshot, progress=_Counter(env), settings=s)
     for uri, message in result.failed:
         click.echo(f"error: {uri}: {message}", err=True)
     env.log(
-        f"metadata down {' '.join(result.sources)}: {result.new} new, {result.changed} "
+        f"metadata down {' '.join(result.sources)}: {result.new} new"
+        + (f" ({result.from_snapshot} from a snapshot)" if result.from_snapshot else "")
+        + f", {result.changed} "
         f"changed, {result.deleted} deleted, {result.unchanged} unchanged"
         + (f", {len(result.failed)} failed" if result.failed else "")
         + f" in {result.seconds:.1f} s"
     )
     if result.failed:
         raise click.exceptions.Exit(ExitStatus.ERROR)
+
+
+@metadata.command("publish")
+@click.argument("address")
+@pass_env
+def metadata_publish(env: Env, address: str) -> None:
+    """Publish a snapshot of ADDRESS's metadata into the bucket, for faster first mirrors.
+
+    Refreshes the catalog for ADDRESS, then writes PREFIX/.deon/snapshot.jsonl.gz: every
+    object's key, ETag, LastModified, size, sha256 and metadata. Anyone's `deon metadata
+    down` then takes the objects it describes exactly from it instead of sending one
+    HEAD each. Prints the snapshot's URI.
+
+    \b
+    Example:
+        deon metadata publish s3://lab-data/alice
+    """
+    from deon import api
+
+    published = api.publish(address, progress=_Counter(env), settings=env.settings())
+    click.echo(published.uri)
+    env.log(f"metadata publish: {published.objects} objects in {_human(published.nbytes)}")
 
 
 @metadata.command("load")

@@ -298,6 +298,28 @@ class Catalog:
         with self.engine.connect() as conn:
             return {key: (etag, naive_utc(lm)) for key, etag, lm in conn.execute(q)}
 
+    def rows_under(self, bucket: str, prefix: str) -> tuple[int, Iterator[tuple[Any, ...]]]:
+        """The rows under a prefix as (key, etag, last_modified, size, sha256, metadata,
+        metadata_error), in key order, with their count (what a snapshot holds)."""
+        where = sa.and_(objects.c.bucket == bucket, self._under(prefix))
+        with self.engine.connect() as conn:
+            count = int(conn.execute(sa.select(sa.func.count()).where(where)).scalar() or 0)
+        q = sa.select(
+            objects.c.key,
+            objects.c.etag,
+            objects.c.last_modified,
+            objects.c.size,
+            objects.c.sha256,
+            objects.c.metadata,
+            objects.c.metadata_error,
+        ).where(where)
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            with self.engine.connect() as conn:
+                yield from (tuple(r) for r in conn.execute(q.order_by(objects.c.key)))
+
+        return count, rows()
+
     def known(self, uris: Iterable[str]) -> dict[str, tuple[int, str, str | None]]:
         """{uri: (size, etag, sha256)} for the given URIs that the catalog holds."""
         wanted = list(dict.fromkeys(uris))

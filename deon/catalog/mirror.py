@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -21,11 +22,14 @@ from typing import Any
 from deon import meta
 from deon.catalog.db import Catalog, ObjectRow, naive_utc
 from deon.catalog.flatten import flatten
+from deon.catalog.snapshot import Entry, Snapshots
 from deon.errors import DeonError, KeyNotFound, MetadataError
 from deon.report import Progress
 from deon.storage import ObjectInfo, Storage
 from deon.sync import listed
 from deon.uri import S3Address
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 #: Rows per write transaction, and the longest a finished row waits to be written.
 BATCH_ROWS = 500
@@ -39,6 +43,8 @@ class MirrorResult:
     sources: list[str] = field(default_factory=list)
     new: int = 0
     changed: int = 0
+    #: new or changed objects whose rows came from a published snapshot (no HEAD)
+    from_snapshot: int = 0
     deleted: int = 0
     unchanged: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (uri, message)
@@ -48,6 +54,14 @@ class MirrorResult:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+@dataclass
+class _Check:
+    """A HEAD that checks a row a snapshot supplied."""
+
+    expected: ObjectRow
+    fetched: _Fetched
 
 
 @dataclass
@@ -126,6 +140,34 @@ def fetch_row(storage: Storage, sidecars: _Sidecars, obj: ObjectInfo) -> _Fetche
     return _Fetched(obj, row, warning)
 
 
+def row_from_entry(obj: ObjectInfo, entry: Entry) -> ObjectRow:
+    """The row a snapshot entry describes (for the listed version of the object)."""
+    sha = (
+        entry.sha256 if isinstance(entry.sha256, str) and _SHA256.fullmatch(entry.sha256) else None
+    )
+    row = ObjectRow(obj.bucket, obj.key, entry.size, obj.etag, obj.last_modified, sha)
+    if entry.text is not None:
+        try:
+            row.flat = flatten(meta.parse_json(entry.text))
+            row.metadata = entry.text
+        except MetadataError as e:
+            row.metadata_error = f"snapshot entry: {e}"
+    if isinstance(entry.error, str):
+        row.metadata_error = entry.error
+    return row
+
+
+def _same(a: ObjectRow, b: ObjectRow) -> bool:
+    def doc(r: ObjectRow) -> Any:
+        return json.loads(r.metadata) if r.metadata is not None else None
+
+    return (a.size, a.sha256, a.metadata_error is None) == (
+        b.size,
+        b.sha256,
+        b.metadata_error is None,
+    ) and doc(a) == doc(b)
+
+
 def mirror(
     catalog: Catalog,
     storage: Storage,
@@ -133,8 +175,13 @@ def mirror(
     *,
     jobs: int = 16,
     progress: Progress | None = None,
+    snapshots: bool = True,
 ) -> MirrorResult:
-    """Mirror the metadata under each address into the catalog (see module doc)."""
+    """Mirror the metadata under each address into the catalog (see module doc).
+
+    With `snapshots`, objects a published snapshot describes exactly (same key, ETag
+    and LastModified) are taken from it instead of HEADed; see snapshot.py.
+    """
     progress = progress or Progress()
     result = MirrorResult()
     started = time.monotonic()
@@ -143,7 +190,14 @@ def mirror(
     try:
         with ThreadPoolExecutor(jobs, thread_name_prefix="deon-head") as pool:
             for address in addresses:
-                _mirror_one(catalog, storage, address, pool, jobs, sidecars, progress, result)
+                snaps = Snapshots(storage, address.bucket, address.prefix) if snapshots else None
+                _mirror_one(
+                    catalog, storage, address, pool, jobs, sidecars, progress, result, snaps
+                )
+                if snaps is not None:
+                    for w in snaps.warnings:
+                        result.warnings.append(w)
+                        progress.warn(w)
     finally:
         result.seconds = time.monotonic() - started
         progress.end()
@@ -160,8 +214,11 @@ def _mirror_one(
     sidecars: _Sidecars,
     progress: Progress,
     result: MirrorResult,
+    snaps: Snapshots | None = None,
 ) -> None:
     bucket, prefix = address.bucket, address.prefix
+    supplied: dict[str, ObjectInfo] = {}  # objects whose rows came from a snapshot
+    rechecking: set[str] = set()  # ... being HEADed after all, the snapshot distrusted
     known = catalog.listed_state(bucket, prefix)
     seen: set[str] = set()
     batch: list[ObjectRow] = []
@@ -169,16 +226,24 @@ def _mirror_one(
     last_flush = time.monotonic()
     # Workers put their results on a queue; the main thread writes. (Waiting on a set
     # of futures re-arms every one of them at each completion: too dear per object.)
-    done: queue.SimpleQueue[_Fetched | BaseException] = queue.SimpleQueue()
+    done: queue.SimpleQueue[_Fetched | _Check | BaseException] = queue.SimpleQueue()
     pending = 0
     limit = jobs * 4
     registered = False
 
-    def work(obj: ObjectInfo) -> None:
+    def work(obj: ObjectInfo, expected: ObjectRow | None = None) -> None:
         try:
-            done.put(fetch_row(storage, sidecars, obj))
+            fetched = fetch_row(storage, sidecars, obj)
+            done.put(fetched if expected is None else _Check(expected, fetched))
         except BaseException as e:  # noqa: BLE001 - re-raised by the main thread
             done.put(e)
+
+    def submit(obj: ObjectInfo, expected: ObjectRow | None = None) -> None:
+        nonlocal pending
+        while pending >= limit:
+            collect(done.get())
+        pool.submit(work, obj, expected)
+        pending += 1
 
     def flush(force: bool = False) -> None:
         nonlocal last_flush
@@ -191,12 +256,30 @@ def _mirror_one(
             gone.clear()
             last_flush = time.monotonic()
 
-    def collect(item: _Fetched | BaseException) -> None:
+    def collect(item: _Fetched | _Check | BaseException) -> None:
         nonlocal pending
         pending -= 1
         if isinstance(item, BaseException):
             raise item
+        if isinstance(item, _Check):
+            fetched = item.fetched
+            if fetched.row is not None and not _same(fetched.row, item.expected):
+                assert snaps is not None
+                batch.append(fetched.row)
+                for key in snaps.distrust(f"{fetched.obj.uri} differs"):
+                    result.from_snapshot -= 1
+                    if key != fetched.obj.key:
+                        rechecking.add(key)
+                        submit(supplied[key])
+            return
         obj = item.obj
+        if obj.key in rechecking:  # counted already, when the snapshot supplied it
+            rechecking.discard(obj.key)
+            if item.row is not None:
+                batch.append(item.row)
+            elif item.error is not None:
+                result.failed.append((obj.uri, item.error))
+            return
         if item.error is not None:
             # The row (if any) stays as it was: nothing unseen is claimed.
             result.failed.append((obj.uri, item.error))
@@ -223,16 +306,28 @@ def _mirror_one(
             seen.add(obj.key)
             progress.add_total(1, 0)
             state = known.get(obj.key)
-            if state is not None and state == (obj.etag, naive_utc(obj.last_modified)):
+            listed_at = naive_utc(obj.last_modified)
+            if state is not None and state == (obj.etag, listed_at):
                 result.unchanged += 1
                 progress.advance(1)
                 continue
-            while pending >= limit:
-                collect(done.get())
             while not done.empty():
                 collect(done.get())
-            pool.submit(work, obj)
-            pending += 1
+            entry = snaps.lookup(obj.key, obj.etag, listed_at) if snaps is not None else None
+            if entry is not None:
+                row = row_from_entry(obj, entry)
+                batch.append(row)
+                supplied[obj.key] = obj
+                result.from_snapshot += 1
+                if obj.key in known:
+                    result.changed += 1
+                else:
+                    result.new += 1
+                progress.advance(1)
+                if snaps is not None and snaps.take(obj.key):
+                    submit(obj, row)  # spot-check the snapshot
+            else:
+                submit(obj)
             flush()
         while pending:
             collect(done.get())
