@@ -288,11 +288,19 @@ def query(
     Raises:
         QueryError: unknown column or bad SQL (the message names close matches).
     """
-    from deon.catalog.db import open_catalog as _open
+    from deon.catalog.query import Reader, run
 
     s = _settings(settings, **options)
-    catalog = _open(s.catalog, create=False)
-    return catalog.query(where, sql=sql, limit=limit)
+    reader = Reader.open(s.catalog)
+    columns, rows = run(reader, where=where, sql=sql, limit=limit)
+
+    def stream() -> Iterator[tuple[Any, ...]]:
+        try:
+            yield from rows
+        finally:
+            reader.close()
+
+    return columns, stream()
 
 
 class _CatalogHints:

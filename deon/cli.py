@@ -613,41 +613,41 @@ def query(
         deon query --columns
         deon query --sql "SELECT robot, count(*) AS n FROM objects GROUP BY robot" -f table
     """
-    from deon.catalog.db import open_catalog
+    from deon.catalog.query import Reader, describe_columns, run
+    from deon.catalog.query import count as count_rows
     from deon.output import format_rows
 
     if where is not None and sql is not None:
         raise DeonClickError("give a WHERE condition or --sql, not both", ExitStatus.USAGE)
     if list_columns and (where or sql or count):
         raise DeonClickError("--columns lists the columns; use it alone", ExitStatus.USAGE)
-    catalog = open_catalog(env.settings().catalog, create=False)
-    if list_columns:
-        from deon.catalog.query import describe_columns
-
-        rows = [
-            (c.name, c.kind, c.path, c.non_null, ", ".join(repr(v) for v in c.examples))
-            for c in describe_columns(catalog)
-        ]
-        names = ["column", "kind", "metadata key", "rows", "common values"]
-        for line in format_rows(names, rows, "table" if fmt == "uri" else fmt):
-            click.echo(line)
-        return
-    if count:
-        from deon.catalog.query import count as count_rows
-
-        if sql is not None:
-            columns, rows_iter = catalog.query(
-                sql=f"SELECT count(*) FROM ({sql.strip().rstrip(';')})"
-            )
-            click.echo(next(iter(rows_iter))[0])
-        else:
-            click.echo(count_rows(catalog, where))
-        return
-    columns, rows_iter = catalog.query(where, sql=sql, limit=limit)
-    out = sys.stdout
-    for line in format_rows(columns, rows_iter, fmt):
-        out.write(line + "\n")
-    out.flush()
+    with Reader.open(env.settings().catalog) as reader:
+        if list_columns:
+            rows = [
+                (c.name, c.kind, c.path, c.non_null, ", ".join(repr(v) for v in c.examples))
+                for c in describe_columns(reader)
+            ]
+            names = ["column", "kind", "metadata key", "rows", "common values"]
+            for line in format_rows(names, rows, "table" if fmt == "uri" else fmt):
+                click.echo(line)
+            return
+        if count:
+            click.echo(count_rows(reader, where, sql))
+            return
+        # URIs and keys need one narrow column, not the whole (wide) rows.
+        columns, rows_iter = run(
+            reader, where=where, sql=sql, limit=limit, columns=fmt if fmt in ("uri", "key") else "*"
+        )
+        out = sys.stdout
+        buffer: list[str] = []
+        for line in format_rows(columns, rows_iter, fmt):
+            buffer.append(line)
+            if len(buffer) >= 4096:
+                out.write("\n".join(buffer) + "\n")
+                buffer.clear()
+        if buffer:
+            out.write("\n".join(buffer) + "\n")
+        out.flush()
 
 
 @cli.command()

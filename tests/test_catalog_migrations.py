@@ -337,3 +337,29 @@ def test_wheel_ships_the_migrations(wheel_names: set[str]) -> None:
 @pytest.mark.slow
 def test_wheel_ships_the_revision_template(wheel_names: set[str]) -> None:
     assert "deon/migrations/script.py.mako" in wheel_names
+
+
+def test_processes_creating_one_new_catalog_at_once_all_succeed(tmp_path: Path) -> None:
+    """A new catalog is created under the write lock: concurrent first opens cannot
+    both create it (the loser would fail with "table already exists")."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from deon.catalog import open_catalog; "
+        "c = open_catalog(sys.argv[1]); c.write([]); print(c.revision())"
+    )
+    for attempt in range(5):
+        path = tmp_path / f"new-{attempt}.sqlite"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(path)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
+        assert {o.strip() for o, _ in outs} == {SCHEMA_REVISION}

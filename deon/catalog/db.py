@@ -159,7 +159,6 @@ class Catalog:
             except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as e:
                 raise UsageError(f"cannot open catalog {url!r}: {e}") from e
             self.writer = self.engine
-        self._ro_engine: sa.Engine | None = None
         self._lock = threading.Lock()
         self._upsert_cache: dict[tuple[tuple[str, ...], str], str] = {}
         try:
@@ -179,8 +178,6 @@ class Catalog:
     def close(self) -> None:
         self.engine.dispose()
         self.writer.dispose()
-        if self._ro_engine is not None:
-            self._ro_engine.dispose()
 
     def __enter__(self) -> Catalog:
         return self
@@ -214,19 +211,11 @@ class Catalog:
                     self._upgrade(revision)
 
     def _upgrade(self, revision: str | None) -> None:
-        if revision is None and self._is_empty():
-            # A new catalog: create the current schema and stamp its revision, as
-            # Alembic recommends, instead of loading Alembic (~0.3 s) to replay history.
-            with self.writer.begin() as conn:
-                metadata.create_all(conn)
-                conn.exec_driver_sql(
-                    "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
-                    "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
-                )
-                conn.execute(
-                    sa.text("INSERT INTO alembic_version VALUES (:v)"), {"v": SCHEMA_REVISION}
-                )
+        if revision is None and self._create_if_empty():
             return
+        revision = self.revision()
+        if revision == SCHEMA_REVISION:
+            return  # another process brought it up to date meanwhile
         from alembic.util.exc import CommandError  # Alembic loads only when needed
 
         try:
@@ -237,9 +226,21 @@ class Catalog:
                 f"does not know (made by a newer deon?): upgrade deon ({e})"
             ) from e
 
-    def _is_empty(self) -> bool:
-        with self.engine.connect() as conn:
-            return not sa.inspect(conn).get_table_names()
+    def _create_if_empty(self) -> bool:
+        """Create the current schema in an empty database and stamp its revision, as
+        Alembic recommends for new databases, instead of loading Alembic (~0.3 s) to
+        replay history. The check runs under the write lock, so two processes opening
+        a new catalog at once cannot both create it. Returns whether it did."""
+        with self.writer.begin() as conn:
+            if sa.inspect(conn).get_table_names():
+                return False
+            metadata.create_all(conn)
+            conn.exec_driver_sql(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+            )
+            conn.execute(sa.text("INSERT INTO alembic_version VALUES (:v)"), {"v": SCHEMA_REVISION})
+        return True
 
     # -- sources --------------------------------------------------------------------
 
@@ -514,15 +515,6 @@ class Catalog:
 
     # -- reading --------------------------------------------------------------------
 
-    @property
-    def ro_engine(self) -> sa.Engine:
-        """An engine whose connections cannot change the catalog (see query.py)."""
-        if self._ro_engine is None:
-            from deon.catalog.query import readonly_engine
-
-            self._ro_engine = readonly_engine(self)
-        return self._ro_engine
-
     def to_pandas(self, where: str | None = None) -> Any:
         """The catalog as a pandas DataFrame indexed by `uri`, with typed columns.
 
@@ -537,9 +529,18 @@ class Catalog:
         self, where: str | None = None, *, sql: str | None = None, limit: int | None = None
     ) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
         """Run a read-only query: (column names, rows). See deon.catalog.query.run."""
-        from deon.catalog.query import run
+        from deon.catalog.query import Reader, run
 
-        return run(self, where=where, sql=sql, limit=limit)
+        reader = Reader.from_catalog(self)
+        columns, rows = run(reader, where=where, sql=sql, limit=limit)
+
+        def stream() -> Iterator[tuple[Any, ...]]:
+            try:
+                yield from rows
+            finally:
+                reader.close()
+
+        return columns, stream()
 
 
 def _locked(error: BaseException) -> bool:

@@ -1,25 +1,29 @@
 """Reading the catalog: `deon query`, the pandas view, the column listing.
 
-Everything here runs on a read-only connection. For SQLite that is the file opened with
-`mode=ro`, `PRAGMA query_only`, and an authorizer that allows reading and nothing else
-(no writes, no ATTACH, no PRAGMA that sets anything), so nothing passed to `deon query`
-can change the catalog or touch another file.
+Everything here runs on a read-only connection, at the DB-API level. For SQLite that
+is the file opened with `mode=ro`, `PRAGMA query_only`, and an authorizer that allows
+reading and nothing else (no writes, no ATTACH, no PRAGMA that sets anything), so
+nothing passed to `deon query` can change the catalog or touch another file. Other
+databases get a session whose transactions are READ ONLY.
+
+A SQLite catalog is read with the sqlite3 module alone: `deon query` then starts
+without SQLAlchemy (~0.1 s), which is loaded only when the schema must be upgraded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from deon.catalog import flatten as fl
-from deon.errors import QueryError
+from deon.errors import QueryError, UsageError
 
 if TYPE_CHECKING:
     from deon.catalog.db import Catalog
@@ -43,6 +47,7 @@ _ALLOWED = {
     sqlite3.SQLITE_TRANSACTION,
     sqlite3.SQLITE_SAVEPOINT,
 }
+FETCH_ROWS = 5000
 
 
 def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
@@ -59,47 +64,157 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
     return sqlite3.SQLITE_DENY
 
 
-def readonly_engine(catalog: Catalog) -> sa.Engine:
-    if catalog.path is None:
-        # Other databases: every transaction is declared READ ONLY.
-        return catalog.engine.execution_options(postgresql_readonly=True)
-    url = f"sqlite:///file:{catalog.path}?mode=ro&uri=true"
-
-    def connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        dbapi_conn.execute("PRAGMA busy_timeout = 60000")
-        dbapi_conn.execute("PRAGMA query_only = 1")
-        dbapi_conn.set_authorizer(_authorize)
-
-    ro = sa.create_engine(url, connect_args={"check_same_thread": False})
-    sa.event.listen(ro, "connect", connect)
-    return ro
+def _readonly_sqlite(path: Path) -> sqlite3.Connection:
+    uri = "file:" + str(path).replace("?", "%3f").replace("#", "%23") + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 60000")
+    conn.execute("PRAGMA query_only = 1")
+    conn.set_authorizer(_authorize)
+    return conn
 
 
-def _column_names(catalog: Catalog) -> list[str]:
-    from deon.catalog.models import objects
+class Reader:
+    """A read-only DB-API connection to a catalog, and what queries need to know."""
 
-    return [c.name for c in objects.columns] + [c.name for c in catalog.columns()]
+    def __init__(self, conn: Any, errors: tuple[type[BaseException], ...], owner: Any = None):
+        self.conn = conn
+        self.errors = errors
+        self._owner = owner  # keeps a Catalog (and its engine) alive
+
+    @classmethod
+    def open(cls, catalog: str) -> Reader:
+        """The reader of a catalog given as a path or URL (as `--catalog` takes it).
+
+        Raises:
+            UsageError: there is no catalog there yet.
+        """
+        from deon.catalog.db import resolve_url, sqlite_path
+
+        url = resolve_url(catalog)
+        path = sqlite_path(url) if url.startswith("sqlite") else None
+        if path is None:
+            from deon.catalog.db import open_catalog
+
+            return cls.from_catalog(open_catalog(url, create=False))
+        if not path.exists():
+            raise UsageError(
+                f"no catalog at {path}: mirror some metadata first "
+                "(deon metadata down s3://BUCKET/PREFIX)"
+            )
+        from deon.catalog.models import SCHEMA_REVISION
+
+        try:
+            conn = _readonly_sqlite(path)
+            revision = _revision(conn)
+        except sqlite3.Error as e:
+            raise UsageError(f"cannot read catalog {path}: {e}") from e
+        if revision != SCHEMA_REVISION:
+            conn.close()
+            from deon.catalog.db import open_catalog
+
+            open_catalog(str(path), create=False).close()  # upgrades it
+            conn = _readonly_sqlite(path)
+        return cls(conn, (sqlite3.Error,))
+
+    @classmethod
+    def from_catalog(cls, catalog: Catalog) -> Reader:
+        raw = catalog.engine.raw_connection()
+        if catalog.path is None:
+            cur = raw.cursor()
+            cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            cur.close()
+            raw.commit()
+        else:
+            raw.close()
+            return cls(_readonly_sqlite(catalog.path), (sqlite3.Error,), catalog)
+        dbapi = catalog.engine.dialect.dbapi
+        return cls(raw, (dbapi.Error,) if dbapi else (Exception,), catalog)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def execute(
+        self, sql: str, where: str | None = None
+    ) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql)
+        except self.errors as e:
+            self._rollback()
+            raise self.explain(e, where) from e
+        columns = [d[0] for d in cur.description or ()]
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            while True:
+                try:
+                    batch = cur.fetchmany(FETCH_ROWS)
+                except self.errors as e:
+                    self._rollback()
+                    raise self.explain(e, where) from e
+                if not batch:
+                    return
+                yield from batch
+
+        return columns, rows()
+
+    def scalar(self, sql: str, where: str | None = None) -> Any:
+        _, rows = self.execute(sql, where)
+        for row in rows:
+            return row[0]
+        return None
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(Exception):  # nothing to roll back
+            self.conn.rollback()
+
+    def column_names(self) -> list[str]:
+        cur = self.conn.cursor()
+        cur.execute("SELECT * FROM objects LIMIT 0")
+        names = [d[0] for d in cur.description or ()]
+        cur.close()
+        return names
+
+    def meta_columns(self) -> list[tuple[str, str, str | None]]:
+        """(name, path as JSON, kind) of each metadata column, in the order added."""
+        _, rows = self.execute("SELECT name, path, kind FROM meta_columns ORDER BY added_at, name")
+        return [(str(r[0]), str(r[1]), r[2]) for r in rows]
+
+    def explain(self, error: BaseException, where: str | None) -> QueryError:
+        """A one-line message naming the problem, with close matches for unknown columns."""
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        m = re.search(r"no such column: (\S+)", text) or re.search(
+            r'column "?([^"\s]+)"? does not exist', text
+        )
+        if m:
+            name = m.group(1).split(".")[-1]
+            try:
+                names = self.column_names()
+            except self.errors:
+                names = []
+            close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            return QueryError(f"unknown column {name!r}{hint} (deon query --columns lists them)")
+        if "not authorized" in text or "readonly" in text or "read-only" in text:
+            return QueryError("queries cannot change the catalog")
+        return QueryError(f"bad query: {text}" + (f" in: {where}" if where else ""))
 
 
-def _explain(catalog: Catalog, error: Exception, where: str | None) -> QueryError:
-    """A one-line message naming the problem, with close matches for unknown columns."""
-    text = str(getattr(error, "orig", None) or error).strip()
-    m = re.search(r"no such column: (\S+)", text) or re.search(
-        r'column "?([^"\s]+)"? does not exist', text
-    )
-    if m:
-        name = m.group(1).split(".")[-1]
-        close = difflib.get_close_matches(name.lower(), _column_names(catalog), n=3, cutoff=0.6)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        return QueryError(f"unknown column {name!r}{hint} (deon query --columns lists them)")
-    if "not authorized" in text or "readonly" in text or "read-only" in text:
-        return QueryError("queries cannot change the catalog")
-    return QueryError(f"bad query: {text}" + (f" in: {where}" if where else ""))
+def _revision(conn: sqlite3.Connection) -> str | None:
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return row[0] if row else None
 
 
-def build_sql(where: str | None, limit: int | None) -> str:
-    sql = "SELECT * FROM objects"
+def build_sql(where: str | None, limit: int | None, columns: str = "*") -> str:
+    sql = f"SELECT {columns} FROM objects"
     if where and where.strip():
         sql += f" WHERE {where}"
     sql += " ORDER BY bucket, key"
@@ -109,13 +224,14 @@ def build_sql(where: str | None, limit: int | None) -> str:
 
 
 def run(
-    catalog: Catalog,
+    reader: Reader,
     *,
     where: str | None = None,
     sql: str | None = None,
     limit: int | None = None,
+    columns: str = "*",
 ) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
-    """Run a WHERE condition on `objects`, or a whole SELECT, read-only.
+    """Run a WHERE condition on `objects` (selecting `columns`), or a whole SELECT.
 
     Returns the column names and an iterator of rows (streamed, not held in memory).
 
@@ -127,46 +243,20 @@ def run(
     if sql is not None:
         text = sql.strip().rstrip(";")
         if limit is not None:
-            text = f"SELECT * FROM ({text}) LIMIT {int(limit)}"
+            text = f"SELECT * FROM ({text}) AS q LIMIT {int(limit)}"
     else:
-        text = build_sql(where, limit)
-    conn = catalog.ro_engine.connect()
-    try:
-        result = conn.exec_driver_sql(text)
-        columns = list(result.keys())
-    except sa.exc.DBAPIError as e:
-        conn.close()
-        raise _explain(catalog, e, where) from e
-    except Exception:
-        conn.close()
-        raise
-
-    def rows() -> Iterator[tuple[Any, ...]]:
-        try:
-            while True:
-                try:
-                    batch = result.fetchmany(1000)
-                except sa.exc.DBAPIError as e:
-                    raise _explain(catalog, e, where) from e
-                if not batch:
-                    return
-                for row in batch:
-                    yield tuple(row)
-        finally:
-            conn.close()
-
-    return columns, rows()
+        text = build_sql(where, limit, columns)
+    return reader.execute(text, where)
 
 
-def count(catalog: Catalog, where: str | None = None) -> int:
-    text = "SELECT count(*) FROM objects"
-    if where and where.strip():
-        text += f" WHERE {where}"
-    with catalog.ro_engine.connect() as conn:
-        try:
-            return int(conn.exec_driver_sql(text).scalar() or 0)
-        except sa.exc.DBAPIError as e:
-            raise _explain(catalog, e, where) from e
+def count(reader: Reader, where: str | None = None, sql: str | None = None) -> int:
+    if sql is not None:
+        text = f"SELECT count(*) FROM ({sql.strip().rstrip(';')}) AS q"
+    else:
+        text = "SELECT count(*) FROM objects"
+        if where and where.strip():
+            text += f" WHERE {where}"
+    return int(reader.scalar(text, where) or 0)
 
 
 @dataclass(frozen=True)
@@ -194,29 +284,42 @@ _FIXED_KINDS = {
 }
 
 
-def describe_columns(catalog: Catalog, examples: int = 3) -> list[ColumnInfo]:
-    """Every column of `objects` with its kind, how many rows have a value, and a few
-    of its most common values."""
-    from deon.catalog.models import objects
+#: `--columns` takes its example values from this many rows (the first ones stored).
+SAMPLE_ROWS = 10_000
 
+
+def describe_columns(reader: Reader, examples: int = 3) -> list[ColumnInfo]:
+    """Every column of `objects` with its kind, how many rows have a value (one scan
+    for all columns), and its most common values among a sample of SAMPLE_ROWS rows."""
+    from deon.catalog.models import FIXED_ORDER
+
+    meta = {
+        name: (".".join(fl.path_from_key(path)), kind) for name, path, kind in reader.meta_columns()
+    }
+    names = reader.column_names()
+
+    def q(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    _, counts = reader.execute(
+        "SELECT " + ", ".join(f"count({q(n)})" for n in names) + " FROM objects"
+    )
+    non_null = next(iter(counts))
     out: list[ColumnInfo] = []
-    prep = catalog.engine.dialect.identifier_preparer
-    cols = [(c.name, _FIXED_KINDS.get(c.name, "text"), "") for c in objects.columns]
-    cols += [(c.name, c.kind or "null", ".".join(c.path)) for c in catalog.columns()]
-    with catalog.ro_engine.connect() as conn:
-        for name, kind, path in cols:
-            q = prep.quote(name)
-            non_null = conn.exec_driver_sql(f"SELECT count({q}) FROM objects").scalar() or 0
-            values: list[Any] = []
-            if name not in ("metadata", "mirrored_at", "last_modified", "etag", "sha256"):
-                values = [
-                    r[0]
-                    for r in conn.exec_driver_sql(
-                        f"SELECT {q} FROM objects WHERE {q} IS NOT NULL GROUP BY {q} "
-                        f"ORDER BY count(*) DESC, {q} LIMIT {int(examples)}"
-                    )
-                ]
-            out.append(ColumnInfo(name, kind, path, int(non_null), values))
+    for name, filled in zip(names, non_null, strict=True):
+        if name in FIXED_ORDER:
+            kind, path = _FIXED_KINDS.get(name, "text"), ""
+        else:
+            path, meta_kind = meta.get(name, ("", None))
+            kind = meta_kind or "null"
+        values: list[Any] = []
+        if filled and name not in ("metadata", "mirrored_at", "last_modified", "etag", "sha256"):
+            _, rows = reader.execute(
+                f"SELECT v FROM (SELECT {q(name)} AS v FROM objects LIMIT {SAMPLE_ROWS}) AS s "
+                f"WHERE v IS NOT NULL GROUP BY v ORDER BY count(*) DESC, v LIMIT {int(examples)}"
+            )
+            values = [r[0] for r in rows]
+        out.append(ColumnInfo(name, kind, path, int(filled or 0), values))
     return out
 
 
@@ -226,9 +329,10 @@ def to_pandas(catalog: Catalog, where: str | None = None) -> Any:
     strings, JSON (lists) parsed, times as UTC timestamps."""
     import pandas as pd
 
-    columns, rows = run(catalog, where=where)
-    df = pd.DataFrame.from_records(list(rows), columns=columns)
-    kinds = {c.name: c.kind for c in catalog.columns()}
+    with Reader.from_catalog(catalog) as reader:
+        columns, rows = run(reader, where=where)
+        df = pd.DataFrame.from_records(list(rows), columns=columns)
+        kinds = {name: kind for name, _, kind in reader.meta_columns()}
     for name in df.columns:
         kind = kinds.get(name) or _FIXED_KINDS.get(name)
         try:
