@@ -144,6 +144,14 @@ class Server:
         self.stop()
         raise SystemExit(f"the {self.kind} did not start")
 
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the server has used so far."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -161,12 +169,17 @@ class Sample:
     wall: float
     cpu: float
     maxrss_kb: int
+    server_cpu: float = 0.0
+
+
+SERVER: Server | None = None  # set by main(): its CPU is read around every command
 
 
 def run_timed(cmd: list[str] | str, env: dict[str, str], *, shell: bool = False,
               stdin: str | None = None) -> Sample:
     """Run a command; its wall time, and user + system CPU and peak RSS of its process
     tree (children that were waited for)."""
+    server_before = SERVER.cpu() if SERVER else 0.0
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, shell=shell, stdin=subprocess.PIPE if stdin else None,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -183,7 +196,8 @@ def run_timed(cmd: list[str] | str, env: dict[str, str], *, shell: bool = False,
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise RuntimeError(f"{cmd!r} exited {code}: {err.strip()[-600:]}")
-    return Sample(wall, usage.ru_utime + usage.ru_stime, peak[0])
+    server = (SERVER.cpu() - server_before) if SERVER else 0.0
+    return Sample(wall, usage.ru_utime + usage.ru_stime, peak[0], server)
 
 
 def _watch_rss(pid: int, peak: list[int]) -> None:
@@ -235,6 +249,10 @@ class Row:
     @property
     def cpu(self) -> float:
         return statistics.median(s.cpu for s in self.samples)
+
+    @property
+    def server_cpu(self) -> float:
+        return statistics.median(s.server_cpu for s in self.samples)
 
     @property
     def rss_mb(self) -> float:
@@ -358,9 +376,11 @@ def main() -> int:
     ap.add_argument("--large", type=int, default=200, help="large objects (default 200)")
     ap.add_argument("--large-mib", type=int, default=8, help="size of a large object in MiB")
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic catalog")
+    ap.add_argument("--memory-objects", type=int, default=100_000,
+                    help="objects mirrored for the memory figure (0: skip)")
     ap.add_argument("--runs", type=int, default=3, help="runs per figure (median is reported)")
     ap.add_argument("--quick", action="store_true", help="a tiny run: 40 small, 2 large of 1 MiB, "
-                    "2000 rows, 1 run, moto, no peers")
+                    "50 for memory, 2000 rows, 1 run, moto, no peers")
     ap.add_argument("--no-peers", action="store_true", help="time deon and the boto3 loop only")
     ap.add_argument("--moto", action="store_true", help="use a moto server, not s3rver")
     ap.add_argument("--work", type=Path, default=HERE / "work", help="scratch folder")
@@ -368,13 +388,16 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.small, args.large, args.large_mib, args.rows, args.runs = 40, 2, 1, 2000, 1
+        args.memory_objects = 50
         args.no_peers, args.moto = True, True
 
     tools = Tools.install(args.work, want_peers=not args.no_peers, want_s3rver=not args.moto)
     if args.moto and not args.quick:
         tools.notes.append("--moto: a moto server instead of s3rver")
     scratch = Path(tempfile.mkdtemp(prefix="deon-bench-", dir=args.work))
+    global SERVER
     server = Server(tools, scratch / "s3")
+    SERVER = server
     rows: list[Row] = []
     try:
         print(f"# {server.kind} at {server.url}; filling {args.small} small + {args.large} "
@@ -392,9 +415,23 @@ def main() -> int:
     return 0
 
 
+MIRROR_COLD = "mirror cold (HEADs)"
+MIRROR_WARM = "mirror warm, nothing changed"
+MIRROR_CHANGED = "mirror, 1 % changed"
+MIRROR_SNAPSHOT = "mirror cold, new user, published snapshot"
+DOWN_FRESH = "down small objects, fresh"
+DOWN_NOOP = "down small objects, nothing changed"
+DOWNLOAD_LARGE = "download large objects"
+UPLOAD_LARGE = "upload large objects (with sha256)"
+MEMORY = "mirror cold, memory"
+QUERY = "query, 1/4 of the rows match"
+COUNT = "query --count"
+HELP = "deon --help"
+
+
 def run_workloads(args: argparse.Namespace, tools: Tools, server: Server, scratch: Path) -> list[Row]:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DEON_"))}
-    base_env.pop("AWS_CA_BUNDLE", None)
+    base_env.pop("AWS_CA_BUNDLE", None)  # rclone refuses to start with it set
     env = {**base_env, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": server.url,
            "AWS_CONFIG_FILE": str(scratch / "aws-config"),
@@ -406,71 +443,73 @@ def run_workloads(args: argparse.Namespace, tools: Tools, server: Server, scratc
                   "RCLONE_CONFIG_B_SECRET_ACCESS_KEY": SECRET, "RCLONE_CONFIG_B_REGION": "us-east-1",
                   "RCLONE_CONFIG": str(scratch / "rclone.conf")}
     deon = tools.deon
-    small_bytes = args.small * 4096
+    n = args.small
+    small_bytes = n * 4096
     large_bytes = args.large * args.large_mib * MiB
     results: dict[tuple[str, str], Row] = {}
 
     def add(workload: str, tool: str, sample: Sample, units: float = 0, unit: str = "") -> None:
         row = results.setdefault((workload, tool), Row(workload, tool, units=units, unit=unit))
         row.samples.append(sample)
-        print(f"  {workload:34s} {tool:22s} {sample.wall:7.2f} s  cpu {sample.cpu:6.2f} s",
-              file=sys.stderr)
+        print(f"  {workload:42s} {tool:20s} {sample.wall:7.2f} s  cpu {sample.cpu:6.2f} s  "
+              f"server {sample.server_cpu:6.2f} s", file=sys.stderr)
 
     def fresh(name: str) -> Path:
         d = scratch / name
         shutil.rmtree(d, ignore_errors=True)
         return d
 
-    n = args.small
+    def deon_cmd(catalog: Path | str, *rest: str) -> list[str]:
+        return [*deon, "--catalog", str(catalog), *rest]
+
+    nocat = scratch / "no-catalog.sqlite"  # never created: transfers as a user without one
+    # The snapshot a colleague published (its own prefix, so the HEAD figures stay HEADs).
+    run_timed(deon_cmd(scratch / "publisher.sqlite", "metadata", "publish", f"s3://{BUCKET}/small"), env)
+    peers: list[tuple[str, Callable[[str, Path], list[str]], dict[str, str]]] = [
+        ("deon", lambda src, d: deon_cmd(nocat, "down", f"s3://{BUCKET}/{src}", str(d)), env)
+    ]
+    if tools.aws:
+        peers.append(("aws s3", lambda src, d: [tools.aws or "", "s3", "sync", "--only-show-errors",
+                                                f"s3://{BUCKET}/{src}", str(d)], env))
+    if tools.s5cmd:
+        peers.append(("s5cmd", lambda src, d: [tools.s5cmd or "", "--endpoint-url", server.url,
+                                               "sync", f"s3://{BUCKET}/{src}/*", f"{d}/"], env))
+    if tools.rclone:
+        peers.append(("rclone", lambda src, d: [tools.rclone or "", "copy", "--transfers", "16",
+                                                "--checkers", "16", f"b:{BUCKET}/{src}", str(d)],
+                      rclone_env))
+
     for run in range(args.runs):
         print(f"# run {run + 1} of {args.runs}", file=sys.stderr)
         cat = scratch / f"catalog-{run}.sqlite"
-        # metadata mirror: cold, warm, 1 % changed
-        add("mirror cold (small/)", "serial boto3 loop",
+        add(MIRROR_COLD, "serial boto3 loop",
             run_timed([tools.python, "-c", SERIAL_LOOP, server.url, "small/", "head"], env), n, "obj")
-        add("mirror cold (small/)", "deon metadata down",
-            run_timed([*deon, "--catalog", str(cat), "metadata", "down", f"s3://{BUCKET}/small"], env),
+        add(MIRROR_COLD, "deon metadata down",
+            run_timed(deon_cmd(cat, "metadata", "down", "--no-snapshot", f"s3://{BUCKET}/small"), env),
             n, "obj")
-        add("mirror warm (nothing changed)", "bare boto3 listing",
+        add(MIRROR_WARM, "bare boto3 listing",
             run_timed([tools.python, "-c", SERIAL_LOOP, server.url, "small/", "list"], env), n, "obj")
-        add("mirror warm (nothing changed)", "deon metadata down",
-            run_timed([*deon, "--catalog", str(cat), "metadata", "down", f"s3://{BUCKET}/small"], env),
-            n, "obj")
+        add(MIRROR_WARM, "deon metadata down",
+            run_timed(deon_cmd(cat, "metadata", "down", f"s3://{BUCKET}/small"), env), n, "obj")
         touch_metadata(server.url, "small", max(1, n // 100), seed=run)
-        add("mirror 1 % changed", "deon metadata down",
-            run_timed([*deon, "--catalog", str(cat), "metadata", "down", f"s3://{BUCKET}/small"], env),
+        add(MIRROR_CHANGED, "deon metadata down",
+            run_timed(deon_cmd(cat, "metadata", "down", "--no-snapshot", f"s3://{BUCKET}/small"), env),
             n, "obj")
-        # download of the small objects: fresh, then nothing changed
-        nocat = str(scratch / "no-catalog.sqlite")
-        peers: list[tuple[str, Callable[[Path], list[str] | str], dict[str, str], bool]] = [
-            ("deon", lambda d: [*deon, "--catalog", nocat, "down", f"s3://{BUCKET}/small", str(d)],
-             env, False)]
-        if tools.aws:
-            peers.append(("aws s3", lambda d: [tools.aws, "s3", "sync", "--only-show-errors",
-                                                    f"s3://{BUCKET}/small", str(d)], env, False))
-        if tools.s5cmd:
-            peers.append(("s5cmd", lambda d: [tools.s5cmd, "--endpoint-url", server.url,
-                                                   "sync", f"s3://{BUCKET}/small/*", f"{d}/"], env, False))
-        if tools.rclone:
-            peers.append(("rclone", lambda d: [tools.rclone, "copy", "--transfers", "16",
-                                                    "--checkers", "16", f"b:{BUCKET}/small", str(d)],
-                          rclone_env, False))
-        for tool, cmd, tool_env, _ in peers:
+        # a new user's first mirror, with the (now 1 % stale) published snapshot
+        newcomer = scratch / f"newcomer-{run}.sqlite"
+        add(MIRROR_SNAPSHOT, "deon metadata down",
+            run_timed(deon_cmd(newcomer, "metadata", "down", f"s3://{BUCKET}/small"), env), n, "obj")
+        for tool, cmd, tool_env in peers:
             d = fresh(f"down-{tool.split()[0]}")
-            add(f"down {n} small, fresh", tool, run_timed(cmd(d), tool_env), small_bytes, "B")
-            add(f"down {n} small, nothing changed", tool, run_timed(cmd(d), tool_env), n, "obj")
+            add(DOWN_FRESH, tool, run_timed(cmd("small", d), tool_env), small_bytes, "B")
+            add(DOWN_NOOP, tool, run_timed(cmd("small", d), tool_env), n, "obj")
             shutil.rmtree(d, ignore_errors=True)
-        # large objects: download, then upload with sha256
-        for tool, cmd, tool_env, _ in peers:
+        for tool, cmd, tool_env in peers:
             d = fresh(f"large-{tool.split()[0]}")
-            large_cmd = cmd(d)
-            large_cmd = (large_cmd if isinstance(large_cmd, str) else
-                         [a.replace("small", "large") for a in large_cmd])
-            add(f"download {args.large} x {args.large_mib} MiB", tool, run_timed(large_cmd, tool_env),
-                large_bytes, "B")
+            add(DOWNLOAD_LARGE, tool, run_timed(cmd("large", d), tool_env), large_bytes, "B")
             dest = f"up-{tool.split()[0]}-{run}"
             up_cmd = {
-                "deon": [*deon, "--catalog", nocat, "up", f"s3://{BUCKET}/{dest}", str(d)],
+                "deon": deon_cmd(nocat, "up", f"s3://{BUCKET}/{dest}", str(d)),
                 "aws": [tools.aws or "", "s3", "cp", "--recursive", "--only-show-errors", str(d),
                         f"s3://{BUCKET}/{dest}"],
                 "s5cmd": [tools.s5cmd or "", "--endpoint-url", server.url, "cp", f"{d}/*",
@@ -478,38 +517,51 @@ def run_workloads(args: argparse.Namespace, tools: Tools, server: Server, scratc
                 "rclone": [tools.rclone or "", "copy", "--transfers", "16", str(d),
                            f"b:{BUCKET}/{dest}"],
             }[tool.split()[0]]
-            add(f"upload {args.large} x {args.large_mib} MiB", tool, run_timed(up_cmd, tool_env),
-                large_bytes, "B")
+            add(UPLOAD_LARGE, tool, run_timed(up_cmd, tool_env), large_bytes, "B")
             shutil.rmtree(d, ignore_errors=True)
+    # memory: one cold mirror of a large prefix
+    if args.memory_objects:
+        print(f"# filling {args.memory_objects} objects for the memory figure", file=sys.stderr)
+        fill_prefix(server.url, "many", args.memory_objects)
+        add(MEMORY, "deon metadata down",
+            run_timed(deon_cmd(scratch / "memory.sqlite", "metadata", "down", "--no-snapshot",
+                               f"s3://{BUCKET}/many"), env), args.memory_objects, "obj")
     # the catalog at scale, and start-up
     big = scratch / "big.sqlite"
     took = synth_catalog(big, args.rows)
     print(f"# synthetic catalog of {args.rows} rows written in {took:.0f} s", file=sys.stderr)
     for _ in range(args.runs):
-        q = f"{' '.join(deon)} --catalog {big} query \"robot = 'sawyer' AND traj_ok\" > /dev/null"
-        add(f"query {args.rows} rows (1/4 match)", "deon query", run_timed(q, env, shell=True))
+        q = f"{' '.join(deon)} --catalog {big} query \"robot = 'sawyer'\" > /dev/null"
+        add(QUERY, "deon query", run_timed(q, env, shell=True), args.rows, "row")
         q = f"{' '.join(deon)} --catalog {big} query --count \"camera_configuration = 'sudri0'\""
-        add(f"query --count {args.rows} rows", "deon query", run_timed(q, env, shell=True))
-        add("start-up", "deon --help", run_timed([*deon, "--help"], env))
+        add(COUNT, "deon query --count", run_timed(q, env, shell=True), args.rows, "row")
+        add(HELP, "deon --help", run_timed([*deon, "--help"], env))
     return list(results.values())
 
 
-# -- the report --------------------------------------------------------------------------
+def fill_prefix(url: str, prefix: str, count: int) -> None:
+    """`count` tiny objects with deon headers under prefix/ (for the memory figure)."""
+    from deon import meta
+    from deon.sample import metadata_for
 
-TARGETS = {
-    "mirror cold (small/)": ("serial boto3 loop", "deon metadata down", ">= 4x the serial loop, <= 0.3 ms CPU/object"),
-    "mirror warm (nothing changed)": ("bare boto3 listing", "deon metadata down", "zero HEADs; <= 1.3x a bare listing"),
-}
+    client = s3_client(url)
+
+    def put(i: int) -> None:
+        doc = metadata_for("sawyer", i, random.Random(i))
+        enc = meta.encode(doc, None, lambda d: "")
+        client.put_object(Bucket=BUCKET, Key=f"{prefix}/{i:07d}.h5", Body=b"x", Metadata=enc.metadata)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(put, range(count)))
+
+
+# -- the report --------------------------------------------------------------------------
 
 
 def render(args: argparse.Namespace, tools: Tools, server: Server, rows: list[Row]) -> str:
     import deon
 
-    versions = {
-        "python": platform.python_version(),
-        "deon": deon.__version__,
-        "server": server.kind,
-    }
+    versions = {"python": platform.python_version(), "deon": deon.__version__, "server": server.kind}
     for name, cmd in (("aws", [tools.aws or "", "--version"]), ("s5cmd", [tools.s5cmd or "", "version"]),
                       ("rclone", [tools.rclone or "", "version"])):
         if cmd[0]:
@@ -529,33 +581,96 @@ def render(args: argparse.Namespace, tools: Tools, server: Server, rows: list[Ro
         f"Generated by `python bench/run.py{' --quick' if args.quick else ''}` on "
         f"{time.strftime('%Y-%m-%d %H:%M')}: {os.cpu_count()} cores ({cpu}), "
         f"{_mem_gib():.0f} GiB, {platform.system()} {platform.release()}.",
-        f"Server: {server.kind} on 127.0.0.1. Objects: {args.small} x 4 KiB, "
-        f"{args.large} x {args.large_mib} MiB, with RoboNet-like metadata (27 keys) in deon's "
-        f"headers. Each figure is the median of {args.runs} run(s), runs interleaved; CPU is "
-        f"user + system of the client process tree.",
+        f"Server: {server.kind} on 127.0.0.1, sharing the cores with the client. Objects: "
+        f"{args.small} x 4 KiB and {args.large} x {args.large_mib} MiB with RoboNet-like metadata "
+        f"(27 keys) in deon's headers. Each figure is the median of {args.runs} run(s), runs "
+        "interleaved; \"CPU\" is user + system of the client process tree, \"server\" the "
+        "server's own CPU during the command.",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
         "",
     ]
     if tools.notes:
         lines += ["Notes:", *[f"- {n}" for n in tools.notes], ""]
+    lines += targets(args, rows)
     lines += [
+        "## All figures",
+        "",
         "Commands: deon `down`/`up`/`metadata down`; aws `s3 sync` (down) and `s3 cp --recursive` "
         "(upload); s5cmd `sync` (down) and `cp` (upload); rclone `copy --transfers 16 "
         "--checkers 16`. The serial boto3 loop is LIST then one `head_object` per key, as the "
         "original deoncli did; the bare listing is the same LIST alone.",
         "",
+        "| workload | tool | wall s | CPU s | server CPU s | rate | vs first | peak RSS MB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    lines += ["| workload | tool | wall s | CPU s | rate | ratio to first | peak RSS MB |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     first: dict[str, Row] = {}
     for row in rows:
         ref = first.setdefault(row.workload, row)
         ratio = ref.wall / row.wall if row.wall else 0
         lines.append(f"| {row.workload} | {row.tool} | {row.wall:.2f} | {row.cpu:.2f} | "
-                     f"{row.rate()} | {ratio:.2f}x | {row.rss_mb:.0f} |")
+                     f"{row.server_cpu:.2f} | {row.rate()} | {ratio:.2f}x | {row.rss_mb:.0f} |")
     lines.append("")
     return "\n".join(lines)
+
+
+def targets(args: argparse.Namespace, rows: list[Row]) -> list[str]:
+    """The issue's targets, each judged from this run's figures."""
+    by = {(r.workload, r.tool): r for r in rows}
+    out = ["## Targets", "", "| target | measured | met |", "| --- | --- | --- |"]
+
+    def line(target: str, measured: str, ok: bool | None) -> None:
+        out.append(f"| {target} | {measured} | {'yes' if ok else 'no' if ok is False else 'n/a'} |")
+
+    loop = by.get((MIRROR_COLD, "serial boto3 loop"))
+    cold = by.get((MIRROR_COLD, "deon metadata down"))
+    if loop and cold:
+        speedup = loop.wall / cold.wall
+        per = cold.cpu / args.small * 1000
+        line("mirror cold: >= 4x the serial loop", f"{speedup:.2f}x ({args.small / cold.wall:.0f} "
+             f"vs {args.small / loop.wall:.0f} obj/s)", speedup >= 4)
+        line("mirror cold: <= 0.3 ms client CPU per object", f"{per:.3f} ms", per <= 0.3)
+        if cold.server_cpu:
+            cap = args.small / cold.server_cpu
+            out.append(f"| (context) the server's CPU for these HEADs caps any HEAD-based mirror "
+                       f"at | {cap:.0f} obj/s = {cap / (args.small / loop.wall):.2f}x the loop | |")
+    bare = by.get((MIRROR_WARM, "bare boto3 listing"))
+    warm = by.get((MIRROR_WARM, "deon metadata down"))
+    if bare and warm:
+        line("mirror warm: zero HEADs", "asserted by tests/test_catalog_mirror.py", True)
+        line("mirror warm: <= 1.3x a bare listing", f"{warm.wall / bare.wall:.2f}x",
+             warm.wall / bare.wall <= 1.3)
+    snap = by.get((MIRROR_SNAPSHOT, "deon metadata down"))
+    if loop and snap:
+        line("cold start with a snapshot: >= 10x the serial loop", f"{loop.wall / snap.wall:.1f}x",
+             loop.wall / snap.wall >= 10)
+
+    def versus(workload: str, peer: str, better: str, label: str) -> None:
+        d, p = by.get((workload, "deon")), by.get((workload, peer))
+        if d is None or p is None:
+            line(label, f"{peer} not measured", None)
+            return
+        if better == "faster":
+            line(label, f"deon {d.wall:.2f} s, {peer} {p.wall:.2f} s", d.wall < p.wall)
+        else:
+            line(label, f"deon {d.wall:.2f} s, {peer} {p.wall:.2f} s", d.wall <= p.wall)
+
+    versus(DOWN_FRESH, "rclone", "faster", f"down {args.small} small, fresh: faster than rclone")
+    versus(DOWN_NOOP, "s5cmd", "no slower", f"down {args.small} small, nothing changed: <= s5cmd")
+    versus(DOWNLOAD_LARGE, "s5cmd", "no slower", "download large: >= s5cmd")
+    versus(UPLOAD_LARGE, "s5cmd", "no slower", "upload large with sha256: >= s5cmd")
+    q = by.get((QUERY, "deon query"))
+    if q:
+        line(f"deon query on {args.rows} rows: < 1 s", f"{q.wall:.2f} s", q.wall < 1)
+    h = by.get((HELP, "deon --help"))
+    if h:
+        line("deon --help: < 0.3 s", f"{h.wall:.2f} s", h.wall < 0.3)
+    m = by.get((MEMORY, "deon metadata down"))
+    if m:
+        line(f"memory, mirror of {args.memory_objects} objects: < 300 MB", f"{m.rss_mb:.0f} MB",
+             m.rss_mb < 300)
+    out.append("")
+    return out
 
 
 def _mem_gib() -> float:
