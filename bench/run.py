@@ -110,8 +110,18 @@ def _install_s3rver(work: Path, notes: list[str]) -> Path | None:
         notes.append("npm is missing: using a moto server instead of s3rver (slower)")
         return None
     node_dir.mkdir(parents=True, exist_ok=True)
-    r = sh(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(node_dir),
-            "s3rver@3.7.1"])
+    r = sh(
+        [
+            "npm",
+            "install",
+            "--silent",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            str(node_dir),
+            "s3rver@3.7.1",
+        ]
+    )
     if r.returncode or not binary.exists():
         notes.append(f"npm install s3rver failed ({r.stderr.strip()[-200:]}): using moto")
         return None
@@ -128,13 +138,27 @@ class Server:
         if tools.s3rver:
             data.mkdir(parents=True, exist_ok=True)
             env = {**os.environ, "NODE_OPTIONS": "--openssl-legacy-provider"}
-            cmd = [str(tools.s3rver), "-d", str(data), "-a", "127.0.0.1", "-p", str(self.port),
-                   "-s", "--no-vhost-buckets"]
+            cmd = [
+                str(tools.s3rver),
+                "-d",
+                str(data),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-s",
+                "--no-vhost-buckets",
+            ]
         else:
             env = dict(os.environ)
             cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with socket.socket() as s:
@@ -175,14 +199,22 @@ class Sample:
 SERVER: Server | None = None  # set by main(): its CPU is read around every command
 
 
-def run_timed(cmd: list[str] | str, env: dict[str, str], *, shell: bool = False,
-              stdin: str | None = None) -> Sample:
+def run_timed(
+    cmd: list[str] | str, env: dict[str, str], *, shell: bool = False, stdin: str | None = None
+) -> Sample:
     """Run a command; its wall time, and user + system CPU and peak RSS of its process
     tree (children that were waited for)."""
     server_before = SERVER.cpu() if SERVER else 0.0
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, shell=shell, stdin=subprocess.PIPE if stdin else None,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        shell=shell,
+        stdin=subprocess.PIPE if stdin else None,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     peak = [0]
     watcher = threading.Thread(target=_watch_rss, args=(proc.pid, peak), daemon=True)
     watcher.start()
@@ -274,10 +306,16 @@ def s3_client(url: str):
     import botocore.config
 
     return boto3.client(
-        "s3", endpoint_url=url, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+        "s3",
+        endpoint_url=url,
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
         region_name="us-east-1",
-        config=botocore.config.Config(max_pool_connections=32, s3={"addressing_style": "path"},
-                                      request_checksum_calculation="when_required"),
+        config=botocore.config.Config(
+            max_pool_connections=32,
+            s3={"addressing_style": "path"},
+            request_checksum_calculation="when_required",
+        ),
     )
 
 
@@ -297,8 +335,9 @@ def fill(url: str, small: int, large: int, large_size: int) -> None:
         body = rng.randbytes(size)
         doc = metadata_for(robots[i % len(robots)], i, rng)
         enc = meta.encode(doc, hashlib.sha256(body).hexdigest(), lambda d: "")
-        client.put_object(Bucket=BUCKET, Key=f"{prefix}/traj_{i:06d}.h5", Body=body,
-                          Metadata=enc.metadata)
+        client.put_object(
+            Bucket=BUCKET, Key=f"{prefix}/traj_{i:06d}.h5", Body=body, Metadata=enc.metadata
+        )
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda i: put("small", i, 4096), range(small)))
@@ -310,8 +349,13 @@ def touch_metadata(url: str, prefix: str, count: int, seed: int) -> None:
     from deon import meta
 
     client = s3_client(url)
-    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(
-        Bucket=BUCKET, Prefix=prefix + "/") for o in page.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=BUCKET, Prefix=prefix + "/"
+        )
+        for o in page.get("Contents", [])
+    ]
     rng = random.Random(seed)
     time.sleep(1.1)  # S3 lists LastModified to the second
     for key in rng.sample(keys, min(count, len(keys))):
@@ -319,8 +363,13 @@ def touch_metadata(url: str, prefix: str, count: int, seed: int) -> None:
         doc = meta.decode(head["Metadata"]).document or {}
         doc["relabelled"] = seed
         enc = meta.encode(doc, meta.decode(head["Metadata"]).sha256, lambda d: "")
-        client.copy_object(Bucket=BUCKET, Key=key, CopySource={"Bucket": BUCKET, "Key": key},
-                           Metadata=enc.metadata, MetadataDirective="REPLACE")
+        client.copy_object(
+            Bucket=BUCKET,
+            Key=key,
+            CopySource={"Bucket": BUCKET, "Key": key},
+            Metadata=enc.metadata,
+            MetadataDirective="REPLACE",
+        )
 
 
 SERIAL_LOOP = """
@@ -356,8 +405,19 @@ def synth_catalog(path: Path, rows: int) -> float:
     for i in range(rows):
         robot = robots[i % len(robots)]
         doc = metadata_for(robot, i, rng)
-        batch.append(ObjectRow(BUCKET, f"{robot}/traj_{i:07d}.h5", 500_000, f"{i:032x}", when,
-                               f"{i:064x}", json.dumps(doc), None, flatten(doc)))
+        batch.append(
+            ObjectRow(
+                BUCKET,
+                f"{robot}/traj_{i:07d}.h5",
+                500_000,
+                f"{i:032x}",
+                when,
+                f"{i:064x}",
+                json.dumps(doc),
+                None,
+                flatten(doc),
+            )
+        )
         if len(batch) == 10_000:
             catalog.write(batch)
             batch = []
@@ -371,16 +431,26 @@ def synth_catalog(path: Path, rows: int) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--small", type=int, default=10_000, help="4 KiB objects (default 10000)")
     ap.add_argument("--large", type=int, default=200, help="large objects (default 200)")
     ap.add_argument("--large-mib", type=int, default=8, help="size of a large object in MiB")
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic catalog")
-    ap.add_argument("--memory-objects", type=int, default=100_000,
-                    help="objects mirrored for the memory figure (0: skip)")
+    ap.add_argument(
+        "--memory-objects",
+        type=int,
+        default=100_000,
+        help="objects mirrored for the memory figure (0: skip)",
+    )
     ap.add_argument("--runs", type=int, default=3, help="runs per figure (median is reported)")
-    ap.add_argument("--quick", action="store_true", help="a tiny run: 40 small, 2 large of 1 MiB, "
-                    "50 for memory, 2000 rows, 1 run, moto, no peers")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="a tiny run: 40 small, 2 large of 1 MiB, "
+        "50 for memory, 2000 rows, 1 run, moto, no peers",
+    )
     ap.add_argument("--no-peers", action="store_true", help="time deon and the boto3 loop only")
     ap.add_argument("--moto", action="store_true", help="use a moto server, not s3rver")
     ap.add_argument("--work", type=Path, default=HERE / "work", help="scratch folder")
@@ -400,8 +470,11 @@ def main() -> int:
     SERVER = server
     rows: list[Row] = []
     try:
-        print(f"# {server.kind} at {server.url}; filling {args.small} small + {args.large} "
-              f"large objects", file=sys.stderr)
+        print(
+            f"# {server.kind} at {server.url}; filling {args.small} small + {args.large} "
+            f"large objects",
+            file=sys.stderr,
+        )
         started = time.perf_counter()
         fill(server.url, args.small, args.large, args.large_mib * MiB)
         print(f"# filled in {time.perf_counter() - started:.0f} s", file=sys.stderr)
@@ -429,19 +502,33 @@ COUNT = "query --count"
 HELP = "deon --help"
 
 
-def run_workloads(args: argparse.Namespace, tools: Tools, server: Server, scratch: Path) -> list[Row]:
+def run_workloads(
+    args: argparse.Namespace, tools: Tools, server: Server, scratch: Path
+) -> list[Row]:
     base_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DEON_"))}
     base_env.pop("AWS_CA_BUNDLE", None)  # rclone refuses to start with it set
-    env = {**base_env, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": server.url,
-           "AWS_CONFIG_FILE": str(scratch / "aws-config"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(scratch / "aws-credentials"),
-           "DEON_CONFIG_DIR": str(scratch / "deon-config"), "XDG_DATA_HOME": str(scratch / "xdg"),
-           "DEON_DATA_DIR": str(scratch / "data")}
-    rclone_env = {**env, "RCLONE_CONFIG_B_TYPE": "s3", "RCLONE_CONFIG_B_PROVIDER": "Other",
-                  "RCLONE_CONFIG_B_ENDPOINT": server.url, "RCLONE_CONFIG_B_ACCESS_KEY_ID": KEY,
-                  "RCLONE_CONFIG_B_SECRET_ACCESS_KEY": SECRET, "RCLONE_CONFIG_B_REGION": "us-east-1",
-                  "RCLONE_CONFIG": str(scratch / "rclone.conf")}
+    env = {
+        **base_env,
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": server.url,
+        "AWS_CONFIG_FILE": str(scratch / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(scratch / "aws-credentials"),
+        "DEON_CONFIG_DIR": str(scratch / "deon-config"),
+        "XDG_DATA_HOME": str(scratch / "xdg"),
+        "DEON_DATA_DIR": str(scratch / "data"),
+    }
+    rclone_env = {
+        **env,
+        "RCLONE_CONFIG_B_TYPE": "s3",
+        "RCLONE_CONFIG_B_PROVIDER": "Other",
+        "RCLONE_CONFIG_B_ENDPOINT": server.url,
+        "RCLONE_CONFIG_B_ACCESS_KEY_ID": KEY,
+        "RCLONE_CONFIG_B_SECRET_ACCESS_KEY": SECRET,
+        "RCLONE_CONFIG_B_REGION": "us-east-1",
+        "RCLONE_CONFIG": str(scratch / "rclone.conf"),
+    }
     deon = tools.deon
     n = args.small
     small_bytes = n * 4096
@@ -451,8 +538,11 @@ def run_workloads(args: argparse.Namespace, tools: Tools, server: Server, scratc
     def add(workload: str, tool: str, sample: Sample, units: float = 0, unit: str = "") -> None:
         row = results.setdefault((workload, tool), Row(workload, tool, units=units, unit=unit))
         row.samples.append(sample)
-        print(f"  {workload:42s} {tool:20s} {sample.wall:7.2f} s  cpu {sample.cpu:6.2f} s  "
-              f"server {sample.server_cpu:6.2f} s", file=sys.stderr)
+        print(
+            f"  {workload:42s} {tool:20s} {sample.wall:7.2f} s  cpu {sample.cpu:6.2f} s  "
+            f"server {sample.server_cpu:6.2f} s",
+            file=sys.stderr,
+        )
 
     def fresh(name: str) -> Path:
         d = scratch / name
@@ -464,41 +554,112 @@ def run_workloads(args: argparse.Namespace, tools: Tools, server: Server, scratc
 
     nocat = scratch / "no-catalog.sqlite"  # never created: transfers as a user without one
     # The snapshot a colleague published (its own prefix, so the HEAD figures stay HEADs).
-    run_timed(deon_cmd(scratch / "publisher.sqlite", "metadata", "publish", f"s3://{BUCKET}/small"), env)
+    run_timed(
+        deon_cmd(scratch / "publisher.sqlite", "metadata", "publish", f"s3://{BUCKET}/small"), env
+    )
     peers: list[tuple[str, Callable[[str, Path], list[str]], dict[str, str]]] = [
         ("deon", lambda src, d: deon_cmd(nocat, "down", f"s3://{BUCKET}/{src}", str(d)), env)
     ]
     if tools.aws:
-        peers.append(("aws s3", lambda src, d: [tools.aws or "", "s3", "sync", "--only-show-errors",
-                                                f"s3://{BUCKET}/{src}", str(d)], env))
+        peers.append(
+            (
+                "aws s3",
+                lambda src, d: [
+                    tools.aws or "",
+                    "s3",
+                    "sync",
+                    "--only-show-errors",
+                    f"s3://{BUCKET}/{src}",
+                    str(d),
+                ],
+                env,
+            )
+        )
     if tools.s5cmd:
-        peers.append(("s5cmd", lambda src, d: [tools.s5cmd or "", "--endpoint-url", server.url,
-                                               "sync", f"s3://{BUCKET}/{src}/*", f"{d}/"], env))
+        peers.append(
+            (
+                "s5cmd",
+                lambda src, d: [
+                    tools.s5cmd or "",
+                    "--endpoint-url",
+                    server.url,
+                    "sync",
+                    f"s3://{BUCKET}/{src}/*",
+                    f"{d}/",
+                ],
+                env,
+            )
+        )
     if tools.rclone:
-        peers.append(("rclone", lambda src, d: [tools.rclone or "", "copy", "--transfers", "16",
-                                                "--checkers", "16", f"b:{BUCKET}/{src}", str(d)],
-                      rclone_env))
+        peers.append(
+            (
+                "rclone",
+                lambda src, d: [
+                    tools.rclone or "",
+                    "copy",
+                    "--transfers",
+                    "16",
+                    "--checkers",
+                    "16",
+                    f"b:{BUCKET}/{src}",
+                    str(d),
+                ],
+                rclone_env,
+            )
+        )
 
     for run in range(args.runs):
         print(f"# run {run + 1} of {args.runs}", file=sys.stderr)
         cat = scratch / f"catalog-{run}.sqlite"
-        add(MIRROR_COLD, "serial boto3 loop",
-            run_timed([tools.python, "-c", SERIAL_LOOP, server.url, "small/", "head"], env), n, "obj")
-        add(MIRROR_COLD, "deon metadata down",
-            run_timed(deon_cmd(cat, "metadata", "down", "--no-snapshot", f"s3://{BUCKET}/small"), env),
-            n, "obj")
-        add(MIRROR_WARM, "bare boto3 listing",
-            run_timed([tools.python, "-c", SERIAL_LOOP, server.url, "small/", "list"], env), n, "obj")
-        add(MIRROR_WARM, "deon metadata down",
-            run_timed(deon_cmd(cat, "metadata", "down", f"s3://{BUCKET}/small"), env), n, "obj")
+        add(
+            MIRROR_COLD,
+            "serial boto3 loop",
+            run_timed([tools.python, "-c", SERIAL_LOOP, server.url, "small/", "head"], env),
+            n,
+            "obj",
+        )
+        add(
+            MIRROR_COLD,
+            "deon metadata down",
+            run_timed(
+                deon_cmd(cat, "metadata", "down", "--no-snapshot", f"s3://{BUCKET}/small"), env
+            ),
+            n,
+            "obj",
+        )
+        add(
+            MIRROR_WARM,
+            "bare boto3 listing",
+            run_timed([tools.python, "-c", SERIAL_LOOP, server.url, "small/", "list"], env),
+            n,
+            "obj",
+        )
+        add(
+            MIRROR_WARM,
+            "deon metadata down",
+            run_timed(deon_cmd(cat, "metadata", "down", f"s3://{BUCKET}/small"), env),
+            n,
+            "obj",
+        )
         touch_metadata(server.url, "small", max(1, n // 100), seed=run)
-        add(MIRROR_CHANGED, "deon metadata down",
-            run_timed(deon_cmd(cat, "metadata", "down", "--no-snapshot", f"s3://{BUCKET}/small"), env),
-            n, "obj")
+        add(
+            MIRROR_CHANGED,
+            "deon metadata down",
+            run_timed(
+                deon_cmd(cat, "metadata", "down", "--no-snapshot", f"s3://{BUCKET}/small"), env
+            ),
+            n,
+            "obj",
+        )
         # a new user's first mirror, with the (now 1 % stale) published snapshot
         newcomer = scratch / f"newcomer-{run}.sqlite"
-        add(MIRROR_SNAPSHOT, "deon metadata down",
-            run_timed(deon_cmd(newcomer, "metadata", "down", f"s3://{BUCKET}/small"), env), n, "obj")
+        add(
+            MIRROR_SNAPSHOT,
+            "deon metadata down",
+            run_timed(deon_cmd(newcomer, "metadata", "down", f"s3://{BUCKET}/small"), env),
+            n,
+            "obj",
+        )
         for tool, cmd, tool_env in peers:
             d = fresh(f"down-{tool.split()[0]}")
             add(DOWN_FRESH, tool, run_timed(cmd("small", d), tool_env), small_bytes, "B")
@@ -510,12 +671,31 @@ def run_workloads(args: argparse.Namespace, tools: Tools, server: Server, scratc
             dest = f"up-{tool.split()[0]}-{run}"
             up_cmd = {
                 "deon": deon_cmd(nocat, "up", f"s3://{BUCKET}/{dest}", str(d)),
-                "aws": [tools.aws or "", "s3", "cp", "--recursive", "--only-show-errors", str(d),
-                        f"s3://{BUCKET}/{dest}"],
-                "s5cmd": [tools.s5cmd or "", "--endpoint-url", server.url, "cp", f"{d}/*",
-                          f"s3://{BUCKET}/{dest}/"],
-                "rclone": [tools.rclone or "", "copy", "--transfers", "16", str(d),
-                           f"b:{BUCKET}/{dest}"],
+                "aws": [
+                    tools.aws or "",
+                    "s3",
+                    "cp",
+                    "--recursive",
+                    "--only-show-errors",
+                    str(d),
+                    f"s3://{BUCKET}/{dest}",
+                ],
+                "s5cmd": [
+                    tools.s5cmd or "",
+                    "--endpoint-url",
+                    server.url,
+                    "cp",
+                    f"{d}/*",
+                    f"s3://{BUCKET}/{dest}/",
+                ],
+                "rclone": [
+                    tools.rclone or "",
+                    "copy",
+                    "--transfers",
+                    "16",
+                    str(d),
+                    f"b:{BUCKET}/{dest}",
+                ],
             }[tool.split()[0]]
             add(UPLOAD_LARGE, tool, run_timed(up_cmd, tool_env), large_bytes, "B")
             shutil.rmtree(d, ignore_errors=True)
@@ -523,9 +703,22 @@ def run_workloads(args: argparse.Namespace, tools: Tools, server: Server, scratc
     if args.memory_objects:
         print(f"# filling {args.memory_objects} objects for the memory figure", file=sys.stderr)
         fill_prefix(server.url, "many", args.memory_objects)
-        add(MEMORY, "deon metadata down",
-            run_timed(deon_cmd(scratch / "memory.sqlite", "metadata", "down", "--no-snapshot",
-                               f"s3://{BUCKET}/many"), env), args.memory_objects, "obj")
+        add(
+            MEMORY,
+            "deon metadata down",
+            run_timed(
+                deon_cmd(
+                    scratch / "memory.sqlite",
+                    "metadata",
+                    "down",
+                    "--no-snapshot",
+                    f"s3://{BUCKET}/many",
+                ),
+                env,
+            ),
+            args.memory_objects,
+            "obj",
+        )
     # the catalog at scale, and start-up
     big = scratch / "big.sqlite"
     took = synth_catalog(big, args.rows)
@@ -549,7 +742,9 @@ def fill_prefix(url: str, prefix: str, count: int) -> None:
     def put(i: int) -> None:
         doc = metadata_for("sawyer", i, random.Random(i))
         enc = meta.encode(doc, None, lambda d: "")
-        client.put_object(Bucket=BUCKET, Key=f"{prefix}/{i:07d}.h5", Body=b"x", Metadata=enc.metadata)
+        client.put_object(
+            Bucket=BUCKET, Key=f"{prefix}/{i:07d}.h5", Body=b"x", Metadata=enc.metadata
+        )
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(put, range(count)))
@@ -561,12 +756,21 @@ def fill_prefix(url: str, prefix: str, count: int) -> None:
 def render(args: argparse.Namespace, tools: Tools, server: Server, rows: list[Row]) -> str:
     import deon
 
-    versions = {"python": platform.python_version(), "deon": deon.__version__, "server": server.kind}
-    for name, cmd in (("aws", [tools.aws or "", "--version"]), ("s5cmd", [tools.s5cmd or "", "version"]),
-                      ("rclone", [tools.rclone or "", "version"])):
+    versions = {
+        "python": platform.python_version(),
+        "deon": deon.__version__,
+        "server": server.kind,
+    }
+    for name, cmd in (
+        ("aws", [tools.aws or "", "--version"]),
+        ("s5cmd", [tools.s5cmd or "", "version"]),
+        ("rclone", [tools.rclone or "", "version"]),
+    ):
         if cmd[0]:
             out = sh(cmd)
-            versions[name] = (out.stdout or out.stderr).strip().splitlines()[0] if out.returncode == 0 else "?"
+            versions[name] = (
+                (out.stdout or out.stderr).strip().splitlines()[0] if out.returncode == 0 else "?"
+            )
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -584,7 +788,7 @@ def render(args: argparse.Namespace, tools: Tools, server: Server, rows: list[Ro
         f"Server: {server.kind} on 127.0.0.1, sharing the cores with the client. Objects: "
         f"{args.small} x 4 KiB and {args.large} x {args.large_mib} MiB with RoboNet-like metadata "
         f"(27 keys) in deon's headers. Each figure is the median of {args.runs} run(s), runs "
-        "interleaved; \"CPU\" is user + system of the client process tree, \"server\" the "
+        'interleaved; "CPU" is user + system of the client process tree, "server" the '
         "server's own CPU during the command.",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
@@ -608,8 +812,10 @@ def render(args: argparse.Namespace, tools: Tools, server: Server, rows: list[Ro
     for row in rows:
         ref = first.setdefault(row.workload, row)
         ratio = ref.wall / row.wall if row.wall else 0
-        lines.append(f"| {row.workload} | {row.tool} | {row.wall:.2f} | {row.cpu:.2f} | "
-                     f"{row.server_cpu:.2f} | {row.rate()} | {ratio:.2f}x | {row.rss_mb:.0f} |")
+        lines.append(
+            f"| {row.workload} | {row.tool} | {row.wall:.2f} | {row.cpu:.2f} | "
+            f"{row.server_cpu:.2f} | {row.rate()} | {ratio:.2f}x | {row.rss_mb:.0f} |"
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -627,23 +833,34 @@ def targets(args: argparse.Namespace, rows: list[Row]) -> list[str]:
     if loop and cold:
         speedup = loop.wall / cold.wall
         per = cold.cpu / args.small * 1000
-        line("mirror cold: >= 4x the serial loop", f"{speedup:.2f}x ({args.small / cold.wall:.0f} "
-             f"vs {args.small / loop.wall:.0f} obj/s)", speedup >= 4)
+        line(
+            "mirror cold: >= 4x the serial loop",
+            f"{speedup:.2f}x ({args.small / cold.wall:.0f} vs {args.small / loop.wall:.0f} obj/s)",
+            speedup >= 4,
+        )
         line("mirror cold: <= 0.3 ms client CPU per object", f"{per:.3f} ms", per <= 0.3)
         if cold.server_cpu:
             cap = args.small / cold.server_cpu
-            out.append(f"| (context) the server's CPU for these HEADs caps any HEAD-based mirror "
-                       f"at | {cap:.0f} obj/s = {cap / (args.small / loop.wall):.2f}x the loop | |")
+            out.append(
+                f"| (context) the server's CPU for these HEADs caps any HEAD-based mirror "
+                f"at | {cap:.0f} obj/s = {cap / (args.small / loop.wall):.2f}x the loop | |"
+            )
     bare = by.get((MIRROR_WARM, "bare boto3 listing"))
     warm = by.get((MIRROR_WARM, "deon metadata down"))
     if bare and warm:
         line("mirror warm: zero HEADs", "asserted by tests/test_catalog_mirror.py", True)
-        line("mirror warm: <= 1.3x a bare listing", f"{warm.wall / bare.wall:.2f}x",
-             warm.wall / bare.wall <= 1.3)
+        line(
+            "mirror warm: <= 1.3x a bare listing",
+            f"{warm.wall / bare.wall:.2f}x",
+            warm.wall / bare.wall <= 1.3,
+        )
     snap = by.get((MIRROR_SNAPSHOT, "deon metadata down"))
     if loop and snap:
-        line("cold start with a snapshot: >= 10x the serial loop", f"{loop.wall / snap.wall:.1f}x",
-             loop.wall / snap.wall >= 10)
+        line(
+            "cold start with a snapshot: >= 10x the serial loop",
+            f"{loop.wall / snap.wall:.1f}x",
+            loop.wall / snap.wall >= 10,
+        )
 
     def versus(workload: str, peer: str, better: str, label: str) -> None:
         d, p = by.get((workload, "deon")), by.get((workload, peer))
@@ -667,8 +884,11 @@ def targets(args: argparse.Namespace, rows: list[Row]) -> list[str]:
         line("deon --help: < 0.3 s", f"{h.wall:.2f} s", h.wall < 0.3)
     m = by.get((MEMORY, "deon metadata down"))
     if m:
-        line(f"memory, mirror of {args.memory_objects} objects: < 300 MB", f"{m.rss_mb:.0f} MB",
-             m.rss_mb < 300)
+        line(
+            f"memory, mirror of {args.memory_objects} objects: < 300 MB",
+            f"{m.rss_mb:.0f} MB",
+            m.rss_mb < 300,
+        )
     out.append("")
     return out
 
