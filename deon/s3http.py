@@ -156,8 +156,24 @@ def parse_http_date(value: str | None) -> datetime | None:
 
 
 def parse_iso_date(value: str) -> datetime:
-    """S3's LastModified in a listing: 2026-11-24T15:25:47.000Z (Python 3.10 needs help)."""
+    """S3's LastModified in a listing: 2026-11-24T15:25:47.000Z, read directly (this
+    runs once per listed object); other ISO 8601 forms through datetime."""
     text = value.strip()
+    if len(text) >= 20 and text[-1] == "Z" and text[10] == "T":
+        try:
+            frac = text[20:-1]
+            return datetime(
+                int(text[0:4]),
+                int(text[5:7]),
+                int(text[8:10]),
+                int(text[11:13]),
+                int(text[14:16]),
+                int(text[17:19]),
+                int((frac + "000000")[:6]) if frac else 0,
+                tzinfo=timezone.utc,
+            )
+        except ValueError:
+            pass
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     return datetime.fromisoformat(text).astimezone(timezone.utc)
@@ -459,7 +475,7 @@ class S3Http:
                 fields = {c.tag.rsplit("}", 1)[-1]: c.text or "" for c in el}
                 items.append(
                     (
-                        unquote_plus(fields.get("Key", "")),
+                        _key(fields.get("Key", "")),
                         int(fields.get("Size") or 0),
                         fields.get("ETag", "").strip('"'),
                         parse_iso_date(fields.get("LastModified") or "1970-01-01T00:00:00Z"),
@@ -479,6 +495,11 @@ class S3Http:
         if truncated and not next_token:
             raise StorageError(f"{where}: truncated listing without a token")
         return items, (next_token if truncated else None)
+
+
+def _key(encoded: str) -> str:
+    """A key from a listing asked for with encoding-type=url."""
+    return unquote_plus(encoded) if "%" in encoded or "+" in encoded else encoded
 
 
 def _query(params: Mapping[str, str]) -> str:

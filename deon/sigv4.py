@@ -50,6 +50,7 @@ class Signer:
         self.service = service
         self._keys: dict[tuple[str, str], bytes] = {}
         self._lock = threading.Lock()
+        self._date: tuple[int, str] = (-1, "")  # (second, x-amz-date): strftime once a second
 
     def _signing_key(self, secret: str, day: str) -> bytes:
         cached = self._keys.get((secret, day))
@@ -80,7 +81,11 @@ class Signer:
         `path` is the wire path (already encoded by `uri_path`); every header given is
         signed, so send them exactly as given.
         """
-        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        second = int(time.time() if now is None else now)
+        cached_second, amz_date = self._date
+        if cached_second != second:
+            amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second))
+            self._date = (second, amz_date)
         day = amz_date[:8]
         out = dict(headers)
         out["x-amz-date"] = amz_date

@@ -42,8 +42,12 @@ _BAD = re.compile(r"[^a-z0-9_]")
 Path = tuple[str, ...]
 
 
+# One encoder for every call: json.dumps with options builds a new one each time.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+
+
 def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+    return _ENCODER.encode(value)
 
 
 def _clean_text(text: str) -> str:

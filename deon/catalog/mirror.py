@@ -94,15 +94,19 @@ class _Sidecars:
         return doc
 
 
+_READABLE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_ASCII = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+
+
 def document_json(doc: Any) -> str:
     """The document as stored in the `metadata` column: compact JSON, readable
     non-ASCII (escaped only where a database could not store it)."""
     try:
-        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        text = _READABLE.encode(doc)
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
-        return json.dumps(doc, ensure_ascii=True, separators=(",", ":"))
+        return _ASCII.encode(doc)
 
 
 def fetch_row(storage: Storage, sidecars: _Sidecars, obj: ObjectInfo) -> _Fetched:
