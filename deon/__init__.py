@@ -18,6 +18,7 @@ _EXPORTS = {
     "down": "deon.api",
     "pull": "deon.api",
     "show": "deon.api",
+    "verify": "deon.api",
     "mirror": "deon.api",
     "publish": "deon.api",
     "query": "deon.api",
@@ -49,10 +50,22 @@ __all__ = [
     "query",
     "show",
     "up",
+    "verify",
 ]
 
 if TYPE_CHECKING:
-    from deon.api import buckets, down, mirror, open_catalog, publish, pull, query, show, up
+    from deon.api import (
+        buckets,
+        down,
+        mirror,
+        open_catalog,
+        publish,
+        pull,
+        query,
+        show,
+        up,
+        verify,
+    )
     from deon.config import Settings, load_settings
     from deon.errors import DeonError
     from deon.report import Outcome, Progress, Status, SyncResult

@@ -351,6 +351,41 @@ def _catalog_knowledge(s: config.Settings, uris: list[str]) -> dict[str, sync.Kn
     return {uri: sync.Known(size, etag, sha) for uri, (size, etag, sha) in rows.items()}
 
 
+def verify(
+    target: str,
+    *,
+    on_finding: Any = None,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> Any:
+    """Re-hash local files against the sha256 the catalog holds (see deon.verify).
+
+    Args:
+        target: an `s3://BUCKET/PREFIX` address, or a folder or file inside DATA_DIR.
+        on_finding: called with each deon.verify.Finding as it is made.
+
+    Returns:
+        A deon.verify.VerifyResult; `.ok` is False when files are missing, changed or
+        corrupt.
+    """
+    from deon.catalog.db import open_catalog as _open
+    from deon.verify import Row, scope
+    from deon.verify import verify as _verify
+
+    s = _settings(settings, **options)
+    address, local = scope(target, s.data_dir)
+    with _open(s.catalog, create=False) as catalog:
+        # A single file is looked up by its key; a folder or an address by its prefix.
+        single = local is not None and local.is_file()
+        _, rows = catalog.rows_under(address.bucket, address.key if single else address.prefix)
+        found = [Row(f"s3://{address.bucket}/{r[0]}", r[0], r[3], r[1], r[4]) for r in rows]
+    state = State()
+    try:
+        return _verify(found, address, s.data_dir, local, state, jobs=s.jobs, on_finding=on_finding)
+    finally:
+        state.close()
+
+
 def show(path: str | Path) -> Description:
     """The structure of an HDF5 file: groups, datasets (shape, dtype), attributes, metadata."""
     return describe(Path(path).expanduser())

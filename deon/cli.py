@@ -651,6 +651,45 @@ def query(
 
 
 @cli.command()
+@click.argument("target")
+@click.option("--all", "show_all", is_flag=True, help="Also list the files that are fine.")
+@pass_env
+def verify(env: Env, target: str, show_all: bool) -> None:
+    """Re-hash local files against the sha256 the catalog holds.
+
+    TARGET is an s3:// address (its objects are looked for at DATA_DIR/BUCKET/KEY) or a
+    folder or file inside DATA_DIR. Prints one line per finding, tab-separated: status,
+    URI, local path. Statuses: missing (no local file), changed (the file was modified
+    or replaced), corrupt (the file deon verified has different bytes now), unknown (a
+    local file the catalog does not have), unverifiable (no sha256 to check against).
+    Exits 1 when any file is missing, changed or corrupt. Run `deon metadata down`
+    first so that the catalog is current.
+
+    \b
+    Example:
+        deon verify s3://lab-data/alice
+        deon verify ~/deon-data/lab-data/alice --all
+        deon verify s3://lab-data/alice | cut -f2 | deon pull --force
+    """
+    from deon import api
+    from deon.verify import OK, PROBLEMS
+
+    def report(finding: Any) -> None:
+        if finding.status != OK or show_all:
+            sys.stdout.write(f"{finding.status}\t{finding.uri}\t{finding.path or ''}\n")
+
+    result = api.verify(target, on_finding=report, settings=env.settings())
+    counts = ", ".join(
+        f"{result.count(s)} {s}"
+        for s in ("ok", "missing", "changed", "corrupt", "unknown", "unverifiable")
+        if result.count(s) or s in ("ok", *PROBLEMS)
+    )
+    env.log(f"verify: {counts}")
+    if not result.ok:
+        raise click.exceptions.Exit(ExitStatus.ERROR)
+
+
+@cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option(
     "--png",

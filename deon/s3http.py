@@ -335,6 +335,8 @@ class S3Http:
         self._signers: dict[str, Signer] = {}
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
+        #: when throttled, no thread sends before this time (time.monotonic())
+        self._pause_until = 0.0
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -391,6 +393,9 @@ class S3Http:
         attempt = 0
         while True:
             attempt += 1
+            pause = self._pause_until - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
             signed = self._signer(ep.region).sign(
                 self.credentials(), method, ep.host, path, query, dict(headers or {}), payload
             )
@@ -437,10 +442,14 @@ class S3Http:
             code, message = _error(data, raw.status)
             retry = raw.status in RETRY_STATUS or code in RETRY_CODES
             if retry and attempt < self.max_attempts:
-                self._backoff(
-                    attempt,
-                    throttled=code in ("SlowDown", "Throttling") or raw.status in (503, 429),
-                )
+                throttled = code in ("SlowDown", "Throttling") or raw.status in (503, 429)
+                if throttled:
+                    # Throttling is about the request rate: every thread backs off, so
+                    # that deon slows down instead of failing (botocore's adaptive mode).
+                    self._pause_until = max(
+                        self._pause_until, time.monotonic() + random.uniform(0.05, 0.25 * attempt)
+                    )
+                self._backoff(attempt, throttled=throttled)
                 continue
             raise _translate(raw.status, code, message, what, bucket, resp_headers)
 

@@ -195,7 +195,7 @@ class Storage:
                 region_name=region or self.region,
             )
         except ValueError as e:
-            raise ConfigError(f"bad endpoint URL {self.endpoint_url!r}: {e}") from e
+            raise ConfigError(f"bad endpoint URL {safe_url(self.endpoint_url)!r}: {e}") from e
         except bex.BotoCoreError as e:
             raise ConfigError(f"cannot configure S3 access: {e}") from e
 
@@ -240,9 +240,12 @@ class Storage:
             return ep
         if self.endpoint_url:
             u = urlsplit(self.endpoint_url)
-            if u.scheme not in ("http", "https") or not u.netloc:
-                raise ConfigError(f"bad endpoint URL {self.endpoint_url!r}")
-            ep = Endpoint(u.scheme, u.netloc, self.region, True, bucket)
+            if u.scheme not in ("http", "https") or not u.hostname:
+                raise ConfigError(f"bad endpoint URL {safe_url(self.endpoint_url)!r}")
+            host = u.hostname if u.port is None else f"{u.hostname}:{u.port}"
+            if ":" in (u.hostname or "") and not host.startswith("["):
+                host = f"[{u.hostname}]" + (f":{u.port}" if u.port else "")  # IPv6
+            ep = Endpoint(u.scheme, host, self.region, True, bucket)
         else:
             region = self._bucket_region(bucket)
             base = urlsplit(self._regional_client(region).meta.endpoint_url)
@@ -308,7 +311,7 @@ class Storage:
         except bex.ParamValidationError as e:
             raise AddressError(f"{what}: {e}") from e
         except (bex.EndpointConnectionError, bex.ConnectionClosedError) as e:
-            where = self.endpoint_url or "AWS"
+            where = safe_url(self.endpoint_url) if self.endpoint_url else "AWS"
             raise StorageError(f"{what}: cannot reach S3 at {where}: {e}") from e
         except bex.BotoCoreError as e:
             raise StorageError(f"{what}: {e}") from e
@@ -555,6 +558,18 @@ def _prefetched(pages: Iterator[list[ObjectInfo]]) -> Iterator[list[ObjectInfo]]
                 return
     finally:
         stop.set()
+
+
+def safe_url(url: str | None) -> str:
+    """A URL fit to print or store: any user:password@ part removed."""
+    if not url:
+        return ""
+    from urllib.parse import urlsplit, urlunsplit
+
+    u = urlsplit(url)
+    if "@" not in u.netloc:
+        return url
+    return urlunsplit(u._replace(netloc=u.netloc.rsplit("@", 1)[1]))
 
 
 NO_CREDENTIALS = (

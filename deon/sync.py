@@ -37,7 +37,7 @@ from deon.hdf5 import is_hdf5, read_metadata
 from deon.report import Outcome, Progress, Status, SyncResult
 from deon.state import State, identity
 from deon.storage import ObjectInfo, Storage
-from deon.transfer import Engine, expected_sha256, failed
+from deon.transfer import Engine, expected_sha256, failed, sweep_temps
 from deon.uri import (
     RESERVED_SEGMENT,
     TEMP_PREFIX,
@@ -188,6 +188,7 @@ def down(
     prefix = address.prefix
     tree = LocalTree(local_dir)
     cached = engine.state.under(local_dir) if engine.state is not None and not force else {}
+    swept: set[Path] = set()
 
     def settle(outcome: Outcome) -> None:
         result.outcomes.append(outcome)
@@ -208,6 +209,9 @@ def down(
                         Outcome(obj.uri, None, Status.FAILED, message=f"refused unsafe key: {e}")
                     )
                     continue
+                if dest.parent not in swept:  # what killed runs left, even if all is current
+                    swept.add(dest.parent)
+                    sweep_temps(dest.parent)
                 hint = hints.get(obj.uri)
                 sha = hint.sha256 if hint is not None and hint.etag == obj.etag else None
                 if cached and _cached_current(dest, obj, sha, cached):
@@ -263,6 +267,7 @@ def pull(
     known = known or {}
     progress.begin("pull", len(unique), sum(k.size for a in unique if (k := known.get(a.uri))))
     tasks: list[tuple[S3Address, Path]] = []
+    swept: set[Path] = set()
     for address in unique:
         try:
             dest = local_path_for(data_dir / address.bucket, address.key)
@@ -271,6 +276,9 @@ def pull(
             result.outcomes.append(outcome)
             progress.item_done(outcome)
             continue
+        if dest.parent not in swept:
+            swept.add(dest.parent)
+            sweep_temps(dest.parent)
         tasks.append((address, dest))
 
     def one(task: tuple[S3Address, Path]) -> Outcome:
@@ -500,6 +508,11 @@ def _put(
         except KeyNotFound:
             head = None
         if head is not None and expected_sha256(head) == digest.sha256:
+            # Our bytes are there: a retry of ours whose first attempt landed, or the
+            # same file uploaded by someone else. Either way it is now known as ours.
+            state.record_upload(bucket, key, head.etag, digest.sha256)
+            if os.stat(path) == st:
+                state.remember(path, st, digest.sha256, md5=digest.md5, etag=head.etag)
             return Outcome(uri, path, Status.UNCHANGED, digest.size)
         return Outcome(
             uri,

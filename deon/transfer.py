@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -37,7 +38,7 @@ from deon.digest import (
     part_ranges,
     uses_multipart,
 )
-from deon.errors import DeonError, IntegrityError, LocalPathError, PreconditionFailed
+from deon.errors import DeonError, IntegrityError, KeyNotFound, LocalPathError, PreconditionFailed
 from deon.report import Outcome, Progress, Status
 from deon.state import State
 from deon.storage import ObjectHead, Storage, stream_errors
@@ -69,6 +70,59 @@ def resumable_temp_path(dest: Path, etag: str) -> Path:
 
 def unique_temp_path(dest: Path) -> Path:
     return dest.with_name(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
+
+
+_UNIQUE_TEMP = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-[0-9a-f]{12}")
+_RESUMABLE_TEMP = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{16}(\.parts)?")
+#: A resumable partial download nobody touched for this long is abandoned.
+STALE_PARTIAL_SECONDS = 7 * 24 * 3600
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_temps(folder: Path) -> int:
+    """Remove what killed runs left in a folder: temporary downloads whose process is
+    gone, and resumable partial downloads abandoned for a week (a live one is locked).
+    Returns how many files were removed. deon's temporary names never look like data:
+    `up` skips them and no key may take such a name."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    now = time.time()
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(TEMP_PREFIX) or not entry.is_file(follow_symlinks=False):
+            continue
+        m = _UNIQUE_TEMP.fullmatch(name)
+        stale = False
+        if m is not None:
+            stale = int(m.group(1)) != os.getpid() and not _alive(int(m.group(1)))
+        elif _RESUMABLE_TEMP.fullmatch(name):
+            try:
+                stale = now - entry.stat(follow_symlinks=False).st_mtime > STALE_PARTIAL_SECONDS
+            except OSError:
+                stale = False
+            if stale and name.endswith(".parts") and fcntl is not None:
+                try:
+                    with open(entry.path, "rb") as f:
+                        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody is using it
+                except OSError:
+                    stale = False
+        if stale:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
 
 
 def expected_sha256(head: ObjectHead) -> str | None:
@@ -126,6 +180,8 @@ class Engine:
         self.progress = progress or Progress()
         self.cancel = threading.Event()
         self._umask = _umask()
+        self._swept: set[Path] = set()
+        self._sweep_lock = threading.Lock()
         self._items = ThreadPoolExecutor(self.workers, thread_name_prefix="deon-item")
         self._parts = ThreadPoolExecutor(self.workers, thread_name_prefix="deon-part")
 
@@ -207,9 +263,17 @@ class Engine:
             raise LocalPathError(f"cannot create folder {dest.parent}: {e.strerror}") from e
         if dest.is_dir():
             raise LocalPathError(f"a folder is in the way of file {dest}")
+        self._sweep_once(dest.parent)
         if size is not None and etag and uses_multipart(size):
             return self._download_ranged(bucket, key, dest, size, etag)
         return self._download_whole(bucket, key, dest)
+
+    def _sweep_once(self, folder: Path) -> None:
+        with self._sweep_lock:
+            if folder in self._swept:
+                return
+            self._swept.add(folder)
+        sweep_temps(folder)
 
     def _download_whole(self, bucket: str, key: str, dest: Path) -> Downloaded:
         tmp = unique_temp_path(dest)
@@ -493,9 +557,17 @@ class Engine:
                 etags = [fut.result() for fut in futures]
             if whole.hexdigest() != digest.sha256:
                 raise IntegrityError(f"{src} changed while it was being uploaded")
-            return self.storage.complete_multipart(
-                bucket, key, upload_id, etags, if_none_match=if_none_match, if_match=if_match
-            )
+            try:
+                return self.storage.complete_multipart(
+                    bucket, key, upload_id, etags, if_none_match=if_none_match, if_match=if_match
+                )
+            except KeyNotFound:
+                # NoSuchUpload: a completion whose reply was lost, retried. If the object
+                # holds our bytes, the upload did complete.
+                head = self.storage.head(bucket, key)
+                if expected_sha256(head) == digest.sha256 and head.size == digest.size:
+                    return head.etag
+                raise
         except BaseException:
             self.storage.abort_multipart(bucket, key, upload_id)
             raise

@@ -1,9 +1,19 @@
 """A small reverse proxy in front of the moto server, for tests only (127.0.0.1).
 
 It counts requests by (method, kind) so tests can assert what was *sent* ("no PUT on a
-second up", "no HEAD on an unchanged prefix"), and it can tamper with responses:
-replace the body of a GET for chosen keys (a corrupt object) or fail requests for chosen
-keys. The fault-injection tests extend it.
+second up", "no HEAD on an unchanged prefix"), and it misbehaves on request:
+
+- corrupt the body of GETs for chosen keys, or fail every request for chosen keys;
+- seeded random faults at a given rate (`Rules.fault_rate`, `Rules.fault_kinds`):
+  "slowdown" (503 SlowDown), "error500" (500 InternalError), "reset" (the connection
+  closes before any response), "reset_headers" (closes after the status and headers),
+  "truncate" (half the body, then closes), "lost_reply" (the request reaches the server,
+  then the connection closes with no reply), "delay" (0.2-0.6 s before answering).
+  "reset_headers", "truncate" and "lost_reply" happen after the request reached the
+  server: a PUT may have succeeded though the client saw it fail, as on a real network.
+
+It also makes conditional writes atomic (moto checks If-None-Match and then writes, in
+two steps), serialising them per key as S3 does.
 """
 
 from __future__ import annotations
@@ -11,11 +21,15 @@ from __future__ import annotations
 import hashlib
 import http.client
 import random
+import socket
+import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
@@ -53,6 +67,30 @@ class Rules:
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = ()
     rng: random.Random = field(default_factory=lambda: random.Random(0))
+    #: only requests whose key starts with this are faulted ("" = all)
+    fault_prefix: str = ""
+    #: (method, key) -> fault for the next such request only
+    once: dict[tuple[str, str], str] = field(default_factory=dict)
+    faults: Counter[str] = field(default_factory=Counter)
+
+    def pick(self, key: str, lock: threading.Lock, method: str = "") -> str | None:
+        """The fault for this request, if any (seeded, so runs are repeatable)."""
+        with lock:
+            kind = self.once.pop((method, key), None)
+            if kind is not None:
+                self.faults[kind] += 1
+                return kind
+        if not self.fault_rate or not key.startswith(self.fault_prefix):
+            return None
+        with lock:
+            if self.rng.random() >= self.fault_rate:
+                return None
+            kind = self.rng.choice(self.fault_kinds)
+            self.faults[kind] += 1
+            return kind
+
+
+FAULT_KINDS = ("slowdown", "error500", "reset", "reset_headers", "truncate", "lost_reply", "delay")
 
 
 class S3Proxy:
@@ -64,6 +102,7 @@ class S3Proxy:
         self.log: list[tuple[str, str]] = []
         self.rules = Rules()
         self.lock = threading.Lock()
+        self.key_locks: dict[str, threading.Lock] = {}
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -123,28 +162,80 @@ class S3Proxy:
             )
             self._reply(h, 400, {"Content-Type": "application/xml"}, error)
             return
-        if key and key in rules.fail_keys:
-            error = b"<Error><Code>InternalError</Code><Message>injected</Message></Error>"
-            self._reply(
-                h,
-                500,
-                {"Content-Type": "application/xml", "Content-Length": str(len(error))},
-                error,
-                head=h.command == "HEAD",
-            )
+        fault = rules.pick(key, self.lock, h.command)
+        if (key and key in rules.fail_keys) or fault == "error500":
+            self._error(h, 500, "InternalError")
             return
-        conn = http.client.HTTPConnection(*self.upstream, timeout=60)
+        if fault == "slowdown":
+            self._error(h, 503, "SlowDown")
+            return
+        if fault == "reset":
+            self._reset(h)
+            return
+        if fault == "delay":
+            time.sleep(rules.rng.uniform(0.2, 0.6))
         headers = {k: v for k, v in h.headers.items() if k.lower() not in HOP_HEADERS}
-        conn.request(h.command, h.path, body=body or None, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
-        conn.close()
+        conditional = any(k.lower() in ("if-match", "if-none-match") for k in headers) and (
+            h.command in ("PUT", "POST")
+        )
+        if conditional:
+            with self.lock:
+                key_lock = self.key_locks.setdefault(key, threading.Lock())
+            with key_lock:  # check-and-write as one step, as S3 does
+                resp, data = self._upstream(h.command, h.path, body, headers)
+        else:
+            resp, data = self._upstream(h.command, h.path, body, headers)
         out_headers = {k: v for k, v in resp.getheaders() if k.lower() not in HOP_HEADERS}
+        if fault == "lost_reply":
+            self._reset(h)
+            return
+        if fault in ("reset_headers", "truncate") and h.command != "HEAD":
+            h.send_response_only(resp.status)
+            for k, v in out_headers.items():
+                if k.lower() != "content-length":
+                    h.send_header(k, v)
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            if fault == "truncate":
+                h.wfile.write(data[: len(data) // 2])
+            h.wfile.flush()
+            self._reset(h)
+            return
         if kind == "LIST" and rules.listing is not None and resp.status == 200:
             data = rules.listing(data)
         if h.command == "GET" and key in rules.corrupt and resp.status in (200, 206):
             data = rules.corrupt[key][: len(data)].ljust(len(data), b"\0")
         self._reply(h, resp.status, out_headers, data, head=h.command == "HEAD")
+
+    def _upstream(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[Any, bytes]:
+        conn = http.client.HTTPConnection(*self.upstream, timeout=60)
+        conn.request(method, path, body=body or None, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return resp, data
+
+    def _error(self, h: BaseHTTPRequestHandler, status: int, code: str) -> None:
+        error = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
+        self._reply(
+            h,
+            status,
+            {"Content-Type": "application/xml", "Content-Length": str(len(error))},
+            error,
+            head=h.command == "HEAD",
+        )
+
+    @staticmethod
+    def _reset(h: BaseHTTPRequestHandler) -> None:
+        """Drop the connection (RST, not a polite close)."""
+        h.close_connection = True
+        try:
+            h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            h.connection.close()
+        except OSError:
+            pass
 
     @staticmethod
     def _reply(

@@ -25,7 +25,7 @@ from deon.catalog.flatten import flatten
 from deon.catalog.snapshot import Entry, Snapshots
 from deon.errors import DeonError, KeyNotFound, MetadataError
 from deon.report import Progress
-from deon.storage import ObjectInfo, Storage
+from deon.storage import ObjectInfo, Storage, safe_url
 from deon.sync import listed
 from deon.uri import S3Address
 
@@ -305,7 +305,7 @@ def _mirror_one(
     try:
         for obj in listed(storage, address):
             if not registered:
-                catalog.add_source(bucket, prefix, storage.endpoint_url)
+                catalog.add_source(bucket, prefix, safe_url(storage.endpoint_url))
                 registered = True
             seen.add(obj.key)
             progress.add_total(1, 0)
@@ -345,7 +345,7 @@ def _mirror_one(
                 batch.append(item.row)
         flush(force=True)
     if not registered:
-        catalog.add_source(bucket, prefix, storage.endpoint_url)
+        catalog.add_source(bucket, prefix, safe_url(storage.endpoint_url))
     # The listing was complete: rows of objects no longer listed are gone.
     missing = [(bucket, k) for k in known if k not in seen]
     for i in range(0, len(missing), BATCH_ROWS):

@@ -1,0 +1,157 @@
+"""`deon verify`: re-hash local files against the sha256 the catalog holds.
+
+Like `rclone check`, it compares two sides and names every difference:
+
+- ok       the local file's sha256 is the catalog's;
+- missing  the catalog has the object, there is no local file;
+- changed  the local file differs, and it is not the file deon last verified there
+           (someone wrote to it, or replaced it);
+- corrupt  the local file differs although it is the very file deon verified
+           (same device, inode, size, mtime and ctime): its bytes decayed;
+- unknown  a local file the catalog has no row for;
+- unverifiable  the catalog has no sha256 for the object (nor a plain-MD5 ETag).
+
+Local files are those under DATA_DIR/BUCKET/KEY, the layout `down` and `pull` use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deon.digest import digest_file, etag_is_md5
+from deon.errors import UnsafeKey, UsageError
+from deon.state import State, identity
+from deon.uri import RESERVED_SEGMENT, TEMP_PREFIX, S3Address, local_path_for
+
+OK = "ok"
+MISSING = "missing"
+CHANGED = "changed"
+CORRUPT = "corrupt"
+UNKNOWN = "unknown"
+UNVERIFIABLE = "unverifiable"
+#: Statuses that make `deon verify` exit 1.
+PROBLEMS = (MISSING, CHANGED, CORRUPT)
+
+
+@dataclass(frozen=True)
+class Finding:
+    status: str
+    uri: str
+    path: Path | None
+
+
+@dataclass
+class VerifyResult:
+    findings: list[Finding] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.findings if f.status == status)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.status in PROBLEMS for f in self.findings)
+
+
+@dataclass(frozen=True)
+class Row:
+    uri: str
+    key: str
+    size: int
+    etag: str
+    sha256: str | None
+
+
+def scope(target: str, data_dir: Path) -> tuple[S3Address, Path | None]:
+    """What to verify: an address, or a local folder or file inside DATA_DIR (mapped
+    back to the address it mirrors). Returns the address and the local path, if any."""
+    from deon.uri import parse_address
+
+    if target.startswith("s3://") or not Path(target).exists():
+        return parse_address(target), None
+    local = Path(target).expanduser().resolve()
+    root = data_dir.expanduser().resolve()
+    try:
+        rel = local.relative_to(root)
+    except ValueError as e:
+        raise UsageError(
+            f"{target} is not inside the data folder {root}: deon keeps s3://BUCKET/KEY at "
+            "DATA_DIR/BUCKET/KEY (set --data-dir)"
+        ) from e
+    if not rel.parts:
+        raise UsageError("give a bucket's folder (DATA_DIR/BUCKET/...) or an s3:// address")
+    key = "/".join(rel.parts[1:])
+    if local.is_dir() and key:
+        key += "/"
+    return S3Address(rel.parts[0], key), local
+
+
+def verify(
+    rows: list[Row],
+    address: S3Address,
+    data_dir: Path,
+    local: Path | None,
+    state: State | None,
+    *,
+    jobs: int = 8,
+    on_finding: Callable[[Finding], None] | None = None,
+) -> VerifyResult:
+    """Compare the catalog's rows under `address` with the files under DATA_DIR."""
+    result = VerifyResult()
+    bucket_root = data_dir / address.bucket
+    if local is not None and local.is_file():
+        rows = [r for r in rows if r.key == address.key.rstrip("/")]
+    known: dict[Path, Row] = {}
+    for row in rows:
+        try:
+            known[local_path_for(bucket_root, row.key)] = row
+        except UnsafeKey:
+            continue  # never downloaded: down refuses such keys
+    cached = state.under(bucket_root) if state is not None else {}
+
+    def check(item: tuple[Path, Row]) -> Finding:
+        path, row = item
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return Finding(MISSING, row.uri, path)
+        if not row.sha256 and not etag_is_md5(row.etag):
+            return Finding(UNVERIFIABLE, row.uri, path)
+        digest = digest_file(path, md5=not row.sha256)
+        same = digest.sha256 == row.sha256 if row.sha256 else digest.md5 == row.etag.lower()
+        if same and st.st_size == row.size:
+            if state is not None:
+                state.remember(path, st, digest.sha256, md5=digest.md5, etag=row.etag)
+            return Finding(OK, row.uri, path)
+        entry = cached.get(os.fsdecode(path))
+        untouched = entry is not None and entry[:5] == identity(st)
+        return Finding(CORRUPT if untouched else CHANGED, row.uri, path)
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        for finding in pool.map(check, sorted(known.items())):
+            result.findings.append(finding)
+            if on_finding is not None:
+                on_finding(finding)
+    if local is not None:
+        for path in _files(local):
+            if path not in known:
+                rel = path.relative_to(bucket_root).as_posix()
+                finding = Finding(UNKNOWN, f"s3://{address.bucket}/{rel}", path)
+                result.findings.append(finding)
+                if on_finding is not None:
+                    on_finding(finding)
+    return result
+
+
+def _files(local: Path) -> Iterator[Path]:
+    if local.is_file():
+        yield local
+        return
+    for dirpath, dirnames, filenames in os.walk(local):
+        dirnames[:] = sorted(d for d in dirnames if d != RESERVED_SEGMENT)
+        for name in sorted(filenames):
+            if not name.startswith(TEMP_PREFIX):
+                yield Path(dirpath) / name
