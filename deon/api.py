@@ -386,6 +386,51 @@ def verify(
         state.close()
 
 
+@dataclass(frozen=True)
+class PolicyPlan:
+    """What `policy` would put on a bucket: the merged document and its diff."""
+
+    bucket: str
+    before: dict[str, Any] | None
+    after: dict[str, Any]
+    diff: str
+
+
+def policy(
+    bucket: str,
+    *,
+    org: str | None = None,
+    accounts: list[str] | tuple[str, ...] = (),
+    read_only: bool = False,
+    existing: bool = True,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> PolicyPlan:
+    """The bucket policy sharing `bucket` with an organization and/or accounts.
+
+    With `existing`, deon's statements are merged into the bucket's current policy
+    (other statements kept) and the plan carries the diff; apply it with
+    `apply_policy`. Without, the plan is deon's statements alone.
+    """
+    from deon import policy as pol
+    from deon.uri import parse_address
+
+    name = parse_address(bucket).bucket
+    ours = pol.statements(name, org=org, accounts=accounts, read_only=read_only)
+    before = (
+        make_storage(_settings(settings, **options)).get_bucket_policy(name) if existing else None
+    )
+    after = pol.merge(before, ours)
+    return PolicyPlan(name, before, after, pol.diff(before, after, name))
+
+
+def apply_policy(
+    plan: PolicyPlan, *, settings: config.Settings | None = None, **options: Any
+) -> None:
+    """Put a planned policy on its bucket."""
+    make_storage(_settings(settings, **options)).put_bucket_policy(plan.bucket, plan.after)
+
+
 def show(path: str | Path) -> Description:
     """The structure of an HDF5 file: groups, datasets (shape, dtype), attributes, metadata."""
     return describe(Path(path).expanduser())

@@ -651,6 +651,81 @@ def query(
 
 
 @cli.command()
+@click.argument("bucket")
+@click.option(
+    "--org", metavar="o-XXXXXXXXXX", help="Share with every account of this AWS organization."
+)
+@click.option(
+    "--account",
+    "accounts",
+    multiple=True,
+    metavar="ID",
+    help="Share with this AWS account (12 digits); repeatable.",
+)
+@click.option("--read-only", is_flag=True, help="List and read, but not write.")
+@click.option(
+    "--apply",
+    "do_apply",
+    is_flag=True,
+    help="Put the policy on the bucket, merged with its current statements.",
+)
+@click.option("--yes", is_flag=True, help="With --apply: do not ask for confirmation.")
+@pass_env
+def policy(
+    env: Env,
+    bucket: str,
+    org: str | None,
+    accounts: tuple[str, ...],
+    read_only: bool,
+    do_apply: bool,
+    yes: bool,
+) -> None:
+    """Print (or apply) the bucket policy that shares BUCKET with your organization.
+
+    Allows ListBucket and GetObject — and, unless --read-only, PutObject — to every
+    principal of the AWS organization given by --org (aws:PrincipalOrgID), and/or to
+    the accounts given by --account. Prints the policy JSON. With --apply, merges
+    deon's statements into the bucket's current policy (its other statements are
+    kept), shows the difference on stderr and asks before putting it.
+
+    \b
+    Example:
+        deon policy lab-data --org o-a1b2c3d4e5
+        deon policy lab-data --org o-a1b2c3d4e5 --read-only --apply
+        deon policy lab-data --account 123456789012 --apply --yes
+    """
+    import json
+
+    from deon import api
+
+    plan = api.policy(
+        bucket,
+        org=org,
+        accounts=accounts,
+        read_only=read_only,
+        existing=do_apply,
+        settings=env.settings(),
+    )
+    if do_apply:
+        if plan.before == plan.after:
+            env.log(f"policy of s3://{plan.bucket} already holds these statements")
+            click.echo(json.dumps(plan.after, indent=2))
+            return
+        click.echo(plan.diff, err=True, nl=False)
+        if not yes:
+            if not _stdin_is_tty():
+                raise DeonClickError(
+                    "not changing the bucket policy without confirmation: pass --yes",
+                    ExitStatus.USAGE,
+                )
+            if not click.confirm(f"Put this policy on s3://{plan.bucket}?", err=True):
+                raise DeonClickError("policy not changed", ExitStatus.ERROR)
+        api.apply_policy(plan, settings=env.settings())
+        env.log(f"policy of s3://{plan.bucket} updated")
+    click.echo(json.dumps(plan.after, indent=2))
+
+
+@cli.command()
 @click.argument("target")
 @click.option("--all", "show_all", is_flag=True, help="Also list the files that are fine.")
 @pass_env

@@ -330,6 +330,24 @@ class Storage:
         except KeyNotFound as e:  # HEAD has no body: a 404 carries no NoSuchBucket code
             raise BucketNotFound(f"no such bucket: {bucket}") from e
 
+    def get_bucket_policy(self, bucket: str) -> dict[str, Any] | None:
+        """The bucket's policy document, or None when it has none."""
+        import json
+
+        try:
+            r = self._call("get_bucket_policy", f"s3://{bucket} policy", Bucket=bucket)
+        except KeyNotFound:  # NoSuchBucketPolicy (NoSuchBucket becomes BucketNotFound)
+            return None
+        policy: dict[str, Any] = json.loads(r["Policy"])
+        return policy
+
+    def put_bucket_policy(self, bucket: str, policy: dict[str, Any]) -> None:
+        import json
+
+        self._call(
+            "put_bucket_policy", f"s3://{bucket} policy", Bucket=bucket, Policy=json.dumps(policy)
+        )
+
     # -- objects (the lean client) -------------------------------------------------------
 
     def iter_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
