@@ -22,6 +22,7 @@ _EXPORTS = {
     "mirror": "deon.api",
     "publish": "deon.api",
     "query": "deon.api",
+    "export": "deon.api",
     "open_catalog": "deon.api",
     "Settings": "deon.config",
     "load_settings": "deon.config",
@@ -42,6 +43,7 @@ __all__ = [
     "__version__",
     "buckets",
     "down",
+    "export",
     "load_settings",
     "mirror",
     "open_catalog",
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from deon.api import (
         buckets,
         down,
+        export,
         mirror,
         open_catalog,
         publish,

@@ -333,6 +333,25 @@ class _CatalogHints:
             self.catalog.close()
 
 
+def export(
+    out: str | Path,
+    where: str | None = None,
+    *,
+    fmt: str = "parquet",
+    sql: str | None = None,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> int:
+    """Write selected catalog rows to a Parquet, CSV or JSON-lines file, typed by what
+    each column holds (see deon.catalog.export). Returns the number of rows."""
+    from deon.catalog.export import export as _export
+    from deon.catalog.query import Reader
+
+    s = _settings(settings, **options)
+    with Reader.open(s.catalog) as reader:
+        return _export(reader, str(out), fmt, where=where, sql=sql)
+
+
 def _catalog_knowledge(s: config.Settings, uris: list[str]) -> dict[str, sync.Known]:
     """Size, ETag and sha256 the catalog holds for these objects, so that deciding
     whether a local file is current costs no HEAD. Empty without a catalog."""

@@ -651,6 +651,48 @@ def query(
 
 
 @cli.command()
+@click.argument("where", required=False)
+@click.option("--sql", help="A whole SELECT statement instead of a WHERE condition.")
+@click.option(
+    "-f",
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv", "jsonl"]),
+    default="parquet",
+    show_default=True,
+    help="File format.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    metavar="FILE",
+    help="Where to write (- for standard output, CSV and JSON lines only).",
+)
+@pass_env
+def export(env: Env, where: str | None, sql: str | None, fmt: str, output: str) -> None:
+    """Write selected catalog rows to a Parquet, CSV or JSON-lines file.
+
+    Columns are typed by what they hold: booleans, 64-bit integers, doubles, strings,
+    UTC timestamps; lists and objects as JSON text (parsed, in JSON lines). The file
+    reads as it is in DuckDB, pandas, Spark and Athena. Parquet needs pyarrow
+    (pip install 'deon[parquet]').
+
+    \b
+    Example:
+        deon export "robot = 'sawyer'" -o sawyer.parquet
+        deon export --format csv -o catalog.csv
+        deon export "traj_ok" --format jsonl -o - | head
+    """
+    from deon import api
+
+    if where is not None and sql is not None:
+        raise DeonClickError("give a WHERE condition or --sql, not both", ExitStatus.USAGE)
+    count = api.export(output, where, fmt=fmt, sql=sql, settings=env.settings())
+    env.log(f"export: {count} rows to {output if output != '-' else 'standard output'}")
+
+
+@cli.command()
 @click.argument("bucket")
 @click.option(
     "--org", metavar="o-XXXXXXXXXX", help="Share with every account of this AWS organization."
