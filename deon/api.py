@@ -394,10 +394,13 @@ def verify(
     s = _settings(settings, **options)
     address, local = scope(target, s.data_dir)
     with _open(s.catalog, create=False) as catalog:
-        # A single file is looked up by its key; a folder or an address by its prefix.
-        single = local is not None and local.is_file()
-        _, rows = catalog.rows_under(address.bucket, address.key if single else address.prefix)
+        # An object (or file) by its key when the catalog has that key, else a folder.
+        key = address.key
+        _, rows = catalog.rows_under(address.bucket, key)
         found = [Row(f"s3://{address.bucket}/{r[0]}", r[0], r[3], r[1], r[4]) for r in rows]
+        if key and not key.endswith("/"):
+            exact = [r for r in found if r.key == key]
+            found = exact or [r for r in found if r.key.startswith(key + "/")]
     state = State()
     try:
         return _verify(found, address, s.data_dir, local, state, jobs=s.jobs, on_finding=on_finding)

@@ -158,10 +158,11 @@ class State:
 
     def close(self) -> None:
         with self._lock:
-            if self._db is not None:
+            if self._pending:
                 # A cache: losing it costs a re-hash, never correctness.
-                with contextlib.suppress(sqlite3.Error):
+                with contextlib.suppress(sqlite3.Error, OSError):
                     self._flush_locked()
+            if self._db is not None:
                 self._db.close()
                 self._db = None
 

@@ -52,6 +52,18 @@ def stream_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+def utf8(value: str) -> str:
+    """A header value as its sender meant it. HTTP hands headers over as Latin-1; S3
+    servers (moto, MinIO, Ceph) pass raw UTF-8 user metadata through, so non-ASCII text
+    that is valid UTF-8 is read as UTF-8 (Latin-1 text almost never is)."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
+
+
 def clean_etag(etag: str | None) -> str:
     return (etag or "").strip('"')
 
@@ -105,7 +117,7 @@ class ObjectHead:
             size=size,
             etag=clean_etag(h.get("etag")),
             last_modified=parse_http_date(h.get("last-modified")),
-            metadata={k[11:]: v for k, v in h.items() if k.startswith("x-amz-meta-")},
+            metadata={k[11:]: utf8(v) for k, v in h.items() if k.startswith("x-amz-meta-")},
             encryption=encryption,
             total_size=total,
         )
@@ -190,7 +202,9 @@ class Storage:
         try:
             return self.session.create_client(
                 "s3",
-                endpoint_url=self.endpoint_url,
+                # user:password@ in the URL is used by nobody; botocore would repeat it
+                # in its messages.
+                endpoint_url=safe_url(self.endpoint_url) or None,
                 config=config,
                 region_name=region or self.region,
             )

@@ -25,7 +25,13 @@ from pathlib import Path
 from deon.digest import digest_file, etag_is_md5
 from deon.errors import UnsafeKey, UsageError
 from deon.state import State, identity
-from deon.uri import RESERVED_SEGMENT, TEMP_PREFIX, S3Address, local_path_for
+from deon.uri import (
+    RESERVED_SEGMENT,
+    TEMP_PREFIX,
+    S3Address,
+    check_relative_key,
+    local_path_for,
+)
 
 OK = "ok"
 MISSING = "missing"
@@ -66,27 +72,41 @@ class Row:
 
 
 def scope(target: str, data_dir: Path) -> tuple[S3Address, Path | None]:
-    """What to verify: an address, or a local folder or file inside DATA_DIR (mapped
-    back to the address it mirrors). Returns the address and the local path, if any."""
+    """What to verify: an address, or a local folder or file inside DATA_DIR (existing
+    or not: a deleted file is still verifiable, as missing), mapped back to the
+    address it mirrors. Returns the address and the local path (under DATA_DIR as
+    given, so that paths match those `down` recorded), if any."""
     from deon.uri import parse_address
 
-    if target.startswith("s3://") or not Path(target).exists():
+    if target.startswith("s3://"):
         return parse_address(target), None
-    local = Path(target).expanduser().resolve()
-    root = data_dir.expanduser().resolve()
-    try:
-        rel = local.relative_to(root)
-    except ValueError as e:
-        raise UsageError(
-            f"{target} is not inside the data folder {root}: deon keeps s3://BUCKET/KEY at "
-            "DATA_DIR/BUCKET/KEY (set --data-dir)"
-        ) from e
+    local = Path(os.path.abspath(Path(target).expanduser()))
+    root_given = Path(os.path.abspath(data_dir.expanduser()))
+    root_real = root_given.resolve()
+    rel: Path | None = None
+    for root in (root_given, root_real):
+        try:
+            rel = local.relative_to(root)
+            break
+        except ValueError:
+            pass
+    if rel is None:
+        try:
+            rel = local.resolve().relative_to(root_real)
+        except ValueError:
+            if not Path(target).exists():
+                return parse_address(target), None  # BUCKET/PREFIX, not a local path
+            raise UsageError(
+                f"{target} is not inside the data folder {root_given}: deon keeps "
+                "s3://BUCKET/KEY at DATA_DIR/BUCKET/KEY (set --data-dir)"
+            ) from None
     if not rel.parts:
         raise UsageError("give a bucket's folder (DATA_DIR/BUCKET/...) or an s3:// address")
     key = "/".join(rel.parts[1:])
-    if local.is_dir() and key:
+    folder = local.is_dir() or (not local.exists() and target.endswith("/"))
+    if folder and key:
         key += "/"
-    return S3Address(rel.parts[0], key), local
+    return S3Address(rel.parts[0], key), root_given.joinpath(*rel.parts)
 
 
 def verify(
@@ -101,15 +121,22 @@ def verify(
 ) -> VerifyResult:
     """Compare the catalog's rows under `address` with the files under DATA_DIR."""
     result = VerifyResult()
-    bucket_root = data_dir / address.bucket
-    if local is not None and local.is_file():
-        rows = [r for r in rows if r.key == address.key.rstrip("/")]
+    bucket_root = Path(os.path.abspath(data_dir.expanduser())) / address.bucket
     known: dict[Path, Row] = {}
+    odd: list[Finding] = []
     for row in rows:
         try:
             known[local_path_for(bucket_root, row.key)] = row
-        except UnsafeKey:
-            continue  # never downloaded: down refuses such keys
+        except UnsafeKey as e:
+            try:
+                check_relative_key(row.key)
+            except UnsafeKey:
+                continue  # never downloaded: down refuses such keys
+            # A safe key whose local path is a symlink (or goes through one leading
+            # out): not a file deon put there.
+            path = bucket_root.joinpath(*row.key.split("/"))
+            odd.append(Finding(CHANGED, row.uri, path))
+            del e
     cached = state.under(bucket_root) if state is not None else {}
 
     def check(item: tuple[Path, Row]) -> Finding:
@@ -130,14 +157,19 @@ def verify(
         untouched = entry is not None and entry[:5] == identity(st)
         return Finding(CORRUPT if untouched else CHANGED, row.uri, path)
 
+    for finding in odd:
+        result.findings.append(finding)
+        if on_finding is not None:
+            on_finding(finding)
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         for finding in pool.map(check, sorted(known.items())):
             result.findings.append(finding)
             if on_finding is not None:
                 on_finding(finding)
-    if local is not None:
+    if local is not None and local.exists():
+        reported = {f.path for f in odd}
         for path in _files(local):
-            if path not in known:
+            if path not in known and path not in reported:
                 rel = path.relative_to(bucket_root).as_posix()
                 finding = Finding(UNKNOWN, f"s3://{address.bucket}/{rel}", path)
                 result.findings.append(finding)

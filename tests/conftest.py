@@ -146,3 +146,130 @@ def run_deon(*args: str, input: str | None = None, timeout: float = 120, **kw: A
 
 def assert_no_traceback(text: str) -> None:
     assert "Traceback" not in text, text
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------
+
+
+def _pg_bindir() -> Path | None:
+    import glob
+    import shutil
+
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4])
+    )
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).resolve().parent if initdb else None
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A throwaway PostgreSQL server on 127.0.0.1 (the distribution's packages; .ci/run
+    installs them). Yields a SQLAlchemy URL without a database name."""
+    import shutil
+    import socket
+    import time
+
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip(
+            "PostgreSQL is not installed (Debian package postgresql; .ci/run installs "
+            "it): skipping the PostgreSQL catalog tests"
+        )
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install '.[test]'): skipping PostgreSQL tests")
+    import tempfile
+
+    # Not under pytest's temporary folder: that is private to root, and the server runs
+    # as the postgres user.
+    base = Path(tempfile.mkdtemp(prefix="deon-pg-"))
+    base.chmod(0o755)
+    data, sock = base / "data", base / "sock"
+    sock.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start PostgreSQL")
+        shutil.chown(base, "postgres")
+        shutil.chown(sock, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    init = subprocess.run(
+        [
+            *prefix,
+            str(bindir / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if init.returncode:
+        pytest.skip(f"initdb failed: {init.stderr.strip()[-300:]}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [
+            *prefix,
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-k",
+            str(sock),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=200",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    import psycopg
+
+    while True:
+        try:
+            psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres").close()
+            break
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.skip("PostgreSQL did not start")
+            time.sleep(0.2)
+    yield url
+    server.terminate()
+    server.wait(30)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_catalog(pg_server: str) -> Any:
+    """A fresh, empty PostgreSQL database for one test: its URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"deon_{uuid.uuid4().hex[:12]}"
+    admin = pg_server.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{pg_server}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

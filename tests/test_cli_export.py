@@ -27,7 +27,7 @@ def mirrored(lab: Lab) -> Lab:
             "note": "ünïcode ✓" if i == 1 else None,
         }
         lab.put(
-            f"e/{i:03d}.h5", f"{i}".encode(), meta.encode(doc, "%064x" % i, lambda d: "").metadata
+            f"e/{i:03d}.h5", f"{i}".encode(), meta.encode(doc, f"{i:064x}", lambda d: "").metadata
         )
     assert run_deon("metadata", "down", "s3://lab/e").returncode == 0
     return lab
@@ -53,15 +53,19 @@ def test_parquet_reads_back_typed_in_pyarrow_and_duckdb(mirrored: Lab) -> None:
     rows = table.to_pylist()
     assert [r["uri"] for r in rows] == [f"s3://lab/e/{i:03d}.h5" for i in range(0, 30, 3)]
     first = rows[0]
-    assert first["traj_ok"] is False and first["img_t"] == 30 and first["sha256"] == "%064x" % 0
+    assert first["traj_ok"] is False and first["img_t"] == 30 and first["sha256"] == f"{0:064x}"
     assert json.loads(first["metadata"])["robot"] == "sawyer"
     assert isinstance(first["last_modified"], dt.datetime)
 
-    got = duckdb.connect().execute(
-        "SELECT count(*), sum(CASE WHEN traj_ok THEN 1 ELSE 0 END), max(img_t) "
-        "FROM read_parquet(?)",
-        [str(out)],
-    ).fetchall()
+    got = (
+        duckdb.connect()
+        .execute(
+            "SELECT count(*), sum(CASE WHEN traj_ok THEN 1 ELSE 0 END), max(img_t) "
+            "FROM read_parquet(?)",
+            [str(out)],
+        )
+        .fetchall()
+    )
     assert got == [(10, 7, 57)]
 
 

@@ -9,6 +9,7 @@ Queries run on a separate read-only connection (see query.py).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -39,11 +40,17 @@ BUSY_TIMEOUT = 60
 MAX_META_COLUMNS = 1000
 #: Metadata columns indexed automatically (see `index_columns`).
 MAX_INDEXES = 64
+#: The PostgreSQL advisory lock every catalog writer holds for its transaction.
+WRITE_LOCK = 0x0DE0CA7A
 
 
 def resolve_url(catalog: str) -> str:
-    """A SQLAlchemy URL for a catalog given as a path or a URL."""
+    """A SQLAlchemy URL for a catalog given as a path or a URL. postgresql:// (and
+    postgres://) use psycopg 3, which deon's `postgres` extra installs."""
     if "://" in catalog:
+        for scheme in ("postgresql://", "postgres://"):
+            if catalog.startswith(scheme):
+                return "postgresql+psycopg://" + catalog[len(scheme) :]
         return catalog
     return f"sqlite:///{Path(catalog).expanduser()}"
 
@@ -156,9 +163,19 @@ class Catalog:
         else:
             try:
                 self.engine = sa.create_engine(url, pool_pre_ping=True)
+                self.writer = sa.create_engine(url, pool_pre_ping=True)
             except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as e:
-                raise UsageError(f"cannot open catalog {url!r}: {e}") from e
-            self.writer = self.engine
+                raise UsageError(f"cannot open catalog {self.display_url(url)!r}: {e}") from e
+            if self.writer.dialect.name == "postgresql":
+                # Writers from every machine take turns, as BEGIN IMMEDIATE makes them
+                # on SQLite: column registry, ALTER TABLE and rows change together.
+                sa.event.listen(
+                    self.writer,
+                    "begin",
+                    lambda conn: conn.exec_driver_sql(
+                        f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+                    ),
+                )
         self._lock = threading.Lock()
         self._upsert_cache: dict[tuple[tuple[str, ...], str], str] = {}
         try:
@@ -173,7 +190,14 @@ class Catalog:
         """The catalog as a person would name it: its file, or its URL without password."""
         if self.path is not None:
             return str(self.path)
-        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        return self.display_url(self.url)
+
+    @staticmethod
+    def display_url(url: str) -> str:
+        try:
+            return sa.engine.make_url(url).render_as_string(hide_password=True)
+        except sa.exc.ArgumentError:
+            return "<unreadable catalog URL>"
 
     def close(self) -> None:
         self.engine.dispose()
@@ -394,7 +418,7 @@ class Catalog:
                 )
                 ident = dialect.identifier_preparer.quote(name)
                 conn.exec_driver_sql(
-                    f"ALTER TABLE objects ADD COLUMN {ident} {_sql_type(dialect.name, kind)}"
+                    f"ALTER TABLE objects ADD COLUMN {ident} {sql_type(dialect.name, kind)}"
                 )
                 col = Column(name, path, kind, False)
                 by_path[pk] = col
@@ -406,6 +430,9 @@ class Catalog:
                     .where(meta_columns.c.name == col.name)
                     .values(kind=widened)
                 )
+                retype = alter_type(dialect.name, col.name, col.kind, widened)
+                if retype:
+                    conn.exec_driver_sql(retype)
                 by_path[pk] = Column(col.name, col.path, widened, col.indexed)
         return list(by_path.values())
 
@@ -429,6 +456,8 @@ class Catalog:
                 cols = self._add_columns(conn, rows, warnings)
                 names = [c.name for c in cols]
                 index_of = {fl.path_key(c.path): i for i, c in enumerate(cols)}
+                typed = dialect.name != "sqlite"
+                kinds = [c.kind for c in cols]
                 by_tuple: dict[fl.Path, int | None] = {}
                 now = self._timestamp(utcnow())
                 params = []
@@ -439,7 +468,7 @@ class Catalog:
                         if i == -1:
                             i = by_tuple[path] = index_of.get(fl.path_key(path))
                         if i is not None:
-                            values[i] = value
+                            values[i] = coerce(kinds[i], value) if typed else value
                     params.append(
                         (
                             r.bucket,
@@ -552,16 +581,52 @@ def index_name(column: str) -> str:
     return name if len(name) <= 63 else f"ix_objects_m_{fl.path_hash((column,))}"
 
 
-def _sql_type(dialect: str, kind: str | None) -> str:
-    """The declared type of a new metadata column.
+_PG_TYPES = {
+    fl.KIND_BOOLEAN: "BOOLEAN",
+    fl.KIND_INTEGER: "BIGINT",
+    fl.KIND_REAL: "DOUBLE PRECISION",
+    fl.KIND_TEXT: "TEXT",
+    fl.KIND_JSON: "TEXT",
+}
+
+
+def sql_type(dialect: str, kind: str | None) -> str:
+    """The declared type of a metadata column of a kind.
 
     SQLite: none at all, so every value keeps its own type exactly (a declared type
-    would coerce, and a column's kind may widen later). Elsewhere: text, which any
-    value can be written as.
+    would coerce, and a column's kind may widen later). PostgreSQL: the kind's type
+    (BOOLEAN, BIGINT, DOUBLE PRECISION, TEXT; JSON as text, as on SQLite), so that
+    `WHERE traj_ok` and `WHERE img_t > 20` mean the same on both; a column whose values
+    were all null so far is TEXT until its first value.
     """
     if dialect == "sqlite":
         return ""
-    return "TEXT"
+    return _PG_TYPES.get(kind or fl.KIND_TEXT, "TEXT")
+
+
+def alter_type(dialect: str, column: str, before: str | None, after: str | None) -> str | None:
+    """The ALTER that widens a column's type when its kind widens (PostgreSQL only)."""
+    if dialect == "sqlite" or sql_type(dialect, before) == sql_type(dialect, after):
+        return None
+    q = '"' + column.replace('"', '""') + '"'
+    target = sql_type(dialect, after)
+    value = f"{q}::integer" if before == fl.KIND_BOOLEAN and target != "TEXT" else q
+    return f"ALTER TABLE objects ALTER COLUMN {q} TYPE {target} USING {value}::{target}"
+
+
+def coerce(kind: str | None, value: Any) -> Any:
+    """A value as its column's kind, for databases that type columns (PostgreSQL)."""
+    if value is None:
+        return None
+    if kind == fl.KIND_BOOLEAN:
+        return bool(value)
+    if kind == fl.KIND_INTEGER:
+        return int(value)
+    if kind == fl.KIND_REAL:
+        return float(value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
 
 
 def upgrade(engine: sa.Engine) -> None:

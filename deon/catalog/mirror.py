@@ -138,7 +138,8 @@ def fetch_row(storage: Storage, sidecars: _Sidecars, obj: ObjectInfo) -> _Fetche
             warning = f"{obj.uri}: " + "; ".join(decoded.warnings)
     except MetadataError as e:
         partial = getattr(e, "partial", None)
-        row.sha256 = partial.sha256 if partial is not None else None
+        if partial is not None:  # else (a sidecar failed) the sha256 was read already
+            row.sha256 = partial.sha256
         row.metadata_error = str(e)
         warning = f"{obj.uri}: malformed metadata ({e}); catalogued without it"
     return _Fetched(obj, row, warning)

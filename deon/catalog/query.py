@@ -118,17 +118,19 @@ class Reader:
 
     @classmethod
     def from_catalog(cls, catalog: Catalog) -> Reader:
-        raw = catalog.engine.raw_connection()
-        if catalog.path is None:
-            cur = raw.cursor()
-            cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-            cur.close()
-            raw.commit()
-        else:
-            raw.close()
+        if catalog.path is not None:
             return cls(_readonly_sqlite(catalog.path), (sqlite3.Error,), catalog)
-        dbapi = catalog.engine.dialect.dbapi
-        return cls(raw, (dbapi.Error,) if dbapi else (Exception,), catalog)
+        # A connection of its own (never returned to a pool) whose session is READ ONLY.
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(catalog.url, poolclass=sa.pool.NullPool)
+        raw = engine.raw_connection()
+        cur = raw.cursor()
+        cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        cur.close()
+        raw.commit()
+        dbapi = engine.dialect.dbapi
+        return cls(raw, (dbapi.Error,) if dbapi else (Exception,), (catalog, engine))
 
     def close(self) -> None:
         self.conn.close()
