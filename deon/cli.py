@@ -651,6 +651,71 @@ def query(
 
 
 @cli.command()
+@click.option(
+    "--port",
+    default=8001,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port on 127.0.0.1 (0: any free port).",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a web browser.")
+@pass_env
+def browse(env: Env, port: int, open_browser: bool) -> None:
+    """Browse and filter the catalog in a web page, served on 127.0.0.1.
+
+    Serves the `objects` table with datasette (pip install 'deon[browse]'): facets on
+    the metadata a lab filters on (robot, camera_configuration, ...), filters on any
+    column, each row's s3:// URI, and SQL. Read-only. Ctrl-C stops it.
+
+    \b
+    Example:
+        deon browse
+        deon browse --port 8080 --open
+    """
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    from deon.browse import command
+
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="deon-browse-") as tmp:
+        cmd = command(env.settings().catalog, port, "127.0.0.1", Path(tmp) / "metadata.json")
+        database = Path(cmd[4]).stem
+        url = f"http://127.0.0.1:{port}/{database}/objects"
+        server = subprocess.Popen(cmd)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and server.poll() is None:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.1)
+            if server.poll() is not None:
+                raise DeonClickError(
+                    "datasette did not start (see its message above)", ExitStatus.ERROR
+                )
+            click.echo(url)
+            env.log(f"serving the catalog at {url} (Ctrl-C stops)")
+            if open_browser:
+                import webbrowser
+
+                webbrowser.open(url)
+            server.wait()
+        finally:
+            if server.poll() is None:
+                server.terminate()
+                try:
+                    server.wait(10)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+
+
+@cli.command()
 @click.argument("where", required=False)
 @click.option("--sql", help="A whole SELECT statement instead of a WHERE condition.")
 @click.option(
