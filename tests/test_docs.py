@@ -44,3 +44,13 @@ def test_readme_lists_every_exit_status() -> None:
 
     for status in ExitStatus:
         assert f"| {int(status)} |" in README
+
+
+def test_every_test_the_guarantees_name_exists() -> None:
+    section = README.split("## Guarantees", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`(test_\w+\.py)(?:::(test_\w+))?`", section)
+    assert len(named) >= 30
+    for file, test in named:
+        source = (ROOT / "tests" / file).read_text()
+        if test:
+            assert re.search(rf"^def {test}\(", source, re.M), f"{file}::{test}"
