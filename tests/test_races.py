@@ -4,6 +4,8 @@ catalog while a mirror writes it."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -15,31 +17,54 @@ from tests.conftest import DEON_CMD, Lab, assert_no_traceback, make_h5, run_deon
 def test_two_uploads_to_one_key_at_once_exactly_one_wins(lab: Lab) -> None:
     alice = make_h5(lab.tmp / "alice" / "same.h5", {"by": "alice"}, seed=1)
     bob = make_h5(lab.tmp / "bob" / "same.h5", {"by": "bob"}, seed=2)
-    both_sent = threading.Barrier(2, timeout=60)
+    met = threading.Event()
+    arrived: list[float] = []
+    arrivals = threading.Lock()
 
     def meet(method: str, key: str, query: str) -> None:
         if method == "PUT" and key == "race/same.h5":
-            # Both conditional PUTs are in flight before either lands; a retry after the
-            # meeting finds the barrier broken and goes through.
-            with contextlib.suppress(threading.BrokenBarrierError):
-                both_sent.wait()
+            # Hold the first conditional PUT until the second is in flight too, so that
+            # neither lands before the other was sent. Bounded: a wait that runs out
+            # lets the PUT through (the test then fails on what arrived, not on a hang).
+            with arrivals:
+                arrived.append(time.monotonic())
+                if len(arrived) >= 2:
+                    met.set()
+            met.wait(timeout=20)
 
     lab.proxy.rules.before = meet
-    procs = [
-        subprocess.Popen(
-            [*DEON_CMD, "up", "s3://lab/race", str(folder)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for folder in (lab.tmp / "alice", lab.tmp / "bob")
-    ]
-    outs = [p.communicate(timeout=60) for p in procs]
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # SIGABRT on a hang dumps its threads
+    logs = [lab.tmp / f"{who}.err" for who in ("alice", "bob")]
+    procs = []
+    for folder, log in zip((lab.tmp / "alice", lab.tmp / "bob"), logs, strict=True):
+        with open(log, "w") as err:
+            procs.append(
+                subprocess.Popen(
+                    [*DEON_CMD, "up", "s3://lab/race", str(folder)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    env=env,
+                )
+            )
+    deadline = time.monotonic() + 120
+    for p in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+    hung = [p for p in procs if p.poll() is None]
+    for p in hung:
+        p.send_signal(signal.SIGABRT)
+        p.wait(timeout=30)
+    errs = [log.read_text() for log in logs]
+    assert not hung, (
+        f"deon up hung; PUTs reached the proxy at {arrived}; requests: {lab.proxy.log}; "
+        f"stderr: {errs}"
+    )
 
     codes = [p.returncode for p in procs]
-    assert sorted(codes) == [0, 1], outs
+    assert sorted(codes) == [0, 1], errs
+    assert met.is_set(), f"the two PUTs were not in flight together: {arrived}"
     winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
-    loser_err = outs[loser][1]
+    loser_err = errs[loser]
     assert "s3://lab/race/same.h5" in loser_err and "refused" in loser_err
     assert_no_traceback(loser_err)
     stored = lab.get("race/same.h5")
