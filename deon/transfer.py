@@ -5,7 +5,8 @@ Downloads land atomically: bytes go to a temporary file beside the target, are c
 into place. Objects above the multipart threshold are fetched as concurrent ranged GETs
 into a resumable temporary file with a journal of finished parts, so an interrupted
 large download continues where it stopped. Uploads are conditional (If-None-Match /
-If-Match) and carry Content-MD5, so S3 rejects bytes that changed on the way.
+If-Match) and sign the sha256 of every body they send (x-amz-content-sha256, whole
+object or part), so S3 rejects bytes that changed on the way.
 
 s3transfer is not used for the transfers themselves: it cannot pass conditional-write
 headers, verify before renaming, or resume. Its chunk-size rules are reused (digest.py).
