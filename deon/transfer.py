@@ -37,6 +37,7 @@ from deon.digest import (
     Digest,
     etag_is_md5,
     part_ranges,
+    read_buffer,
     uses_multipart,
 )
 from deon.errors import DeonError, IntegrityError, KeyNotFound, LocalPathError, PreconditionFailed
@@ -279,8 +280,7 @@ class Engine:
     def _download_whole(self, bucket: str, key: str, dest: Path) -> Downloaded:
         tmp = unique_temp_path(dest)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        buf = bytearray(READ_SIZE)
-        view = memoryview(buf)
+        view = read_buffer()
         try:
             sha = hashlib.sha256()
             md5: Any = None
@@ -422,7 +422,7 @@ class Engine:
     ) -> ObjectHead:
         done = 0
         head: ObjectHead | None = None
-        view = memoryview(bytearray(READ_SIZE))
+        view = read_buffer()
         for attempt in self._retrying():
             with attempt:
                 start = offset + done
