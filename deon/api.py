@@ -288,19 +288,10 @@ def query(
     Raises:
         QueryError: unknown column or bad SQL (the message names close matches).
     """
-    from deon.catalog.query import Reader, run
+    from deon.catalog.query import Reader, run_and_close
 
     s = _settings(settings, **options)
-    reader = Reader.open(s.catalog)
-    columns, rows = run(reader, where=where, sql=sql, limit=limit)
-
-    def stream() -> Iterator[tuple[Any, ...]]:
-        try:
-            yield from rows
-        finally:
-            reader.close()
-
-    return columns, stream()
+    return run_and_close(Reader.open(s.catalog), where=where, sql=sql, limit=limit)
 
 
 class _CatalogHints:

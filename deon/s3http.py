@@ -33,6 +33,7 @@ from urllib.parse import unquote_plus, urlsplit
 
 from deon.errors import (
     AccessDenied,
+    AddressError,
     BucketNotFound,
     ConfigError,
     DeonError,
@@ -451,7 +452,7 @@ class S3Http:
                     )
                 self._backoff(attempt, throttled=throttled)
                 continue
-            raise _translate(raw.status, code, message, what, bucket, resp_headers)
+            raise translate_error(raw.status, code, message, what, bucket, resp_headers)
 
     def _backoff(self, attempt: int, throttled: bool = False) -> None:
         # Exponential backoff with full jitter, as botocore's standard mode; throttling
@@ -528,12 +529,19 @@ def _error(body: bytes, status: int) -> tuple[str, str]:
     return str(status), http.client.responses.get(status, "")
 
 
-def _translate(
-    status: int, code: str, message: str, what: str, bucket: str, headers: Mapping[str, str]
+def translate_error(
+    status: int,
+    code: str,
+    message: str,
+    what: str,
+    bucket: str | None,
+    headers: Mapping[str, str],
 ) -> DeonError:
+    """Map an S3 error (status, code, message) to a deon error a person can act on. Used
+    for deon's own requests and for botocore's (`storage.translate_client_error`)."""
     if code == "NoSuchBucket":
-        return BucketNotFound(f"no such bucket: {bucket}")
-    if code in ("NoSuchKey", "NotFound") or status == 404:
+        return BucketNotFound(f"no such bucket: {bucket or what}")
+    if code in ("NoSuchKey", "NotFound", "404") or status == 404:
         return KeyNotFound(f"{what}: no such object")
     if code in (
         "InvalidAccessKeyId",
@@ -545,11 +553,11 @@ def _translate(
         return ConfigError(
             f"{what}: S3 rejected the credentials ({code}); check your AWS profile or keys"
         )
-    if code in ("AccessDenied", "AllAccessDisabled") or status == 403:
+    if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
         return AccessDenied(f"{what}: access denied by S3 for these credentials")
-    if status == 412 or code == "PreconditionFailed":
+    if code in ("PreconditionFailed", "412") or status == 412:
         return PreconditionFailed(f"{what}: the object changed meanwhile (precondition failed)")
-    if status == 409 or code == "ConditionalRequestConflict":
+    if code == "ConditionalRequestConflict" or status == 409:
         return PreconditionFailed(f"{what}: a concurrent write to the same key won")
     if code in ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"):
         return StorageError(
@@ -559,4 +567,6 @@ def _translate(
     if status in (301, 307) or code in ("PermanentRedirect", "AuthorizationHeaderMalformed"):
         region = headers.get("x-amz-bucket-region", "another region")
         return StorageError(f"{what}: the bucket lives in {region}; set AWS_DEFAULT_REGION")
-    return StorageError(f"{what}: {code}: {message}".rstrip(": "))
+    if code == "InvalidBucketName":
+        return AddressError(f"invalid bucket name in {what}")
+    return StorageError(f"{what}: {code or status}: {message}".rstrip(": "))

@@ -20,13 +20,11 @@ from datetime import datetime
 from typing import Any
 
 from deon.errors import (
-    AccessDenied,
     AddressError,
     BucketNotFound,
     ConfigError,
     DeonError,
     KeyNotFound,
-    PreconditionFailed,
     StorageError,
 )
 
@@ -446,10 +444,7 @@ class Storage:
         headers = {f"x-amz-meta-{k}": v for k, v in metadata.items()}
         if content_type:
             headers["content-type"] = content_type
-        if if_none_match:
-            headers["if-none-match"] = "*"
-        if if_match:
-            headers["if-match"] = f'"{if_match}"'
+        headers.update(_conditions(if_none_match, if_match))
         r = self.http.request(
             "PUT",
             bucket,
@@ -509,11 +504,7 @@ class Storage:
             for i, e in enumerate(etags)
         )
         body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
-        headers = {}
-        if if_none_match:
-            headers["if-none-match"] = "*"
-        if if_match:
-            headers["if-match"] = f'"{if_match}"'
+        headers = _conditions(if_none_match, if_match)
         r = self.http.request(
             "POST",
             bucket,
@@ -526,9 +517,9 @@ class Storage:
         # S3 can answer 200 with an error document once the upload has started.
         root = ET.fromstring(r.body)
         if root.tag.endswith("Error"):
-            from deon.s3http import _translate
+            from deon.s3http import translate_error
 
-            raise _translate(
+            raise translate_error(
                 200,
                 _xml_text(root, "Code"),
                 _xml_text(root, "Message"),
@@ -629,32 +620,25 @@ def _default_ca_bundle() -> str | None:
         return None
 
 
+def _conditions(if_none_match: bool, if_match: str | None) -> dict[str, str]:
+    """The headers of a conditional write: only if the key is new, or only if it still
+    holds the object with this ETag."""
+    headers = {}
+    if if_none_match:
+        headers["if-none-match"] = "*"
+    if if_match:
+        headers["if-match"] = f'"{if_match}"'
+    return headers
+
+
 def translate_client_error(e: Any, what: str, bucket: str | None) -> DeonError:
     """Map a botocore ClientError to a deon error with a message a person can act on."""
+    from deon.s3http import translate_error
+
     err = e.response.get("Error", {})
     code = str(err.get("Code", ""))
-    status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    meta = e.response.get("ResponseMetadata", {})
     message = err.get("Message") or code
-    if code == "NoSuchBucket":
-        return BucketNotFound(f"no such bucket: {bucket or what}")
-    if code in ("NoSuchKey", "NotFound", "404") or status == 404:
-        return KeyNotFound(f"{what}: no such object")
-    if code in (
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "TokenRefreshRequired",
-        "InvalidToken",
-    ):
-        return ConfigError(
-            f"{what}: S3 rejected the credentials ({code}); check your AWS profile or keys"
-        )
-    if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
-        return AccessDenied(f"{what}: access denied by S3 for these credentials")
-    if code in ("PreconditionFailed", "412") or status == 412:
-        return PreconditionFailed(f"{what}: the object changed meanwhile (precondition failed)")
-    if code == "ConditionalRequestConflict" or status == 409:
-        return PreconditionFailed(f"{what}: a concurrent write to the same key won")
-    if code == "InvalidBucketName":
-        return AddressError(f"invalid bucket name in {what}")
-    return StorageError(f"{what}: {code or status}: {message}")
+    return translate_error(
+        meta.get("HTTPStatusCode") or 0, code, message, what, bucket, meta.get("HTTPHeaders") or {}
+    )

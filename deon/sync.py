@@ -37,7 +37,7 @@ from deon.hdf5 import is_hdf5, read_metadata
 from deon.report import Outcome, Progress, Status, SyncResult
 from deon.state import State, identity
 from deon.storage import ObjectInfo, Storage
-from deon.transfer import Engine, expected_sha256, failed, sweep_temps
+from deon.transfer import Engine, expected_sha256, failed
 from deon.uri import (
     RESERVED_SEGMENT,
     TEMP_PREFIX,
@@ -188,7 +188,6 @@ def down(
     prefix = address.prefix
     tree = LocalTree(local_dir)
     cached = engine.state.under(local_dir) if engine.state is not None and not force else {}
-    swept: set[Path] = set()
 
     def settle(outcome: Outcome) -> None:
         result.outcomes.append(outcome)
@@ -209,9 +208,7 @@ def down(
                         Outcome(obj.uri, None, Status.FAILED, message=f"refused unsafe key: {e}")
                     )
                     continue
-                if dest.parent not in swept:  # what killed runs left, even if all is current
-                    swept.add(dest.parent)
-                    sweep_temps(dest.parent)
+                engine.sweep_once(dest.parent)  # what killed runs left, even if all is current
                 hint = hints.get(obj.uri)
                 sha = hint.sha256 if hint is not None and hint.etag == obj.etag else None
                 if cached and _cached_current(dest, obj, sha, cached):
@@ -267,7 +264,6 @@ def pull(
     known = known or {}
     progress.begin("pull", len(unique), sum(k.size for a in unique if (k := known.get(a.uri))))
     tasks: list[tuple[S3Address, Path]] = []
-    swept: set[Path] = set()
     for address in unique:
         try:
             dest = local_path_for(data_dir / address.bucket, address.key)
@@ -276,9 +272,7 @@ def pull(
             result.outcomes.append(outcome)
             progress.item_done(outcome)
             continue
-        if dest.parent not in swept:
-            swept.add(dest.parent)
-            sweep_temps(dest.parent)
+        engine.sweep_once(dest.parent)
         tasks.append((address, dest))
 
     def one(task: tuple[S3Address, Path]) -> Outcome:

@@ -265,12 +265,13 @@ class Engine:
             raise LocalPathError(f"cannot create folder {dest.parent}: {e.strerror}") from e
         if dest.is_dir():
             raise LocalPathError(f"a folder is in the way of file {dest}")
-        self._sweep_once(dest.parent)
+        self.sweep_once(dest.parent)
         if size is not None and etag and uses_multipart(size):
             return self._download_ranged(bucket, key, dest, size, etag)
         return self._download_whole(bucket, key, dest)
 
-    def _sweep_once(self, folder: Path) -> None:
+    def sweep_once(self, folder: Path) -> None:
+        """Clean up what killed runs left in a folder (`sweep_temps`), once per run."""
         with self._sweep_lock:
             if folder in self._swept:
                 return

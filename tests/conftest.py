@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -72,6 +73,20 @@ class Lab:
     @property
     def data_dir(self) -> Path:
         return self.tmp / "data"
+
+    @property
+    def catalog(self) -> Path:
+        """The SQLite catalog the `deon` command uses in this test (DEON_CATALOG)."""
+        return self.tmp / "catalog.sqlite"
+
+    def rows(self, sql: str = "SELECT * FROM objects ORDER BY key") -> list[dict[str, Any]]:
+        """Rows of the catalog, as a person would read them with sqlite3."""
+        db = sqlite3.connect(self.catalog)
+        db.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in db.execute(sql)]
+        finally:
+            db.close()
 
     def put(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=metadata or {})

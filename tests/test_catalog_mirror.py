@@ -19,19 +19,6 @@ from deon import meta
 from tests.conftest import DEON_CMD, Lab, assert_no_traceback, make_h5, run_deon
 
 
-def catalog_path(lab: Lab) -> Path:
-    return lab.tmp / "catalog.sqlite"
-
-
-def rows(lab: Lab, sql: str = "SELECT * FROM objects ORDER BY key") -> list[dict[str, Any]]:
-    db = sqlite3.connect(catalog_path(lab))
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute(sql)]
-    finally:
-        db.close()
-
-
 def put_doc(lab: Lab, key: str, doc: Any, body: bytes | None = None) -> None:
     body = body if body is not None else json.dumps(doc).encode()
     encoded = meta.encode(doc, None, lambda d: f"x/.deon/meta/{d}.json")
@@ -60,7 +47,7 @@ def test_mirror_makes_one_row_per_object_with_flattened_columns(lab: Lab) -> Non
 
     assert r.returncode == 0, r.stderr
     assert "3 new, 0 changed, 0 deleted, 0 unchanged" in r.stderr
-    got = {row["key"]: row for row in rows(lab)}
+    got = {row["key"]: row for row in lab.rows()}
     assert set(got) == {"alice/a.h5", "alice/b.h5", "alice/notes.txt"}
     a = got["alice/a.h5"]
     assert a["uri"] == "s3://lab/alice/a.h5"
@@ -75,7 +62,7 @@ def test_mirror_makes_one_row_per_object_with_flattened_columns(lab: Lab) -> Non
     # the plain sqlite3 shell works on the catalog
     if shutil.which("sqlite3"):
         out = subprocess.run(
-            ["sqlite3", str(catalog_path(lab)), "SELECT uri FROM objects WHERE robot='sawyer'"],
+            ["sqlite3", str(lab.catalog), "SELECT uri FROM objects WHERE robot='sawyer'"],
             capture_output=True,
             text=True,
             check=True,
@@ -112,7 +99,7 @@ def test_only_new_and_changed_objects_are_headed_and_gone_ones_deleted(lab: Lab)
     assert r.returncode == 0, r.stderr
     assert "1 new, 1 changed, 1 deleted, 8 unchanged" in r.stderr
     assert sorted(k for kind, k in lab.proxy.log if kind == "HEAD") == ["p/3.h5", "p/new.h5"]
-    got = {row["key"]: row for row in rows(lab)}
+    got = {row["key"]: row for row in lab.rows()}
     assert "p/7.h5" not in got and len(got) == 10
     assert got["p/3.h5"]["robot"] == "baxter"
     assert got["p/new.h5"]["extra_key"] == "[1,2]"  # a new column, no user action
@@ -139,7 +126,7 @@ def test_a_metadata_only_rewrite_is_noticed(lab: Lab) -> None:
 
     assert r.returncode == 0, r.stderr
     assert lab.proxy.count("HEAD") == 1
-    assert rows(lab)[0]["traj_ok"] == 0
+    assert lab.rows()[0]["traj_ok"] == 0
 
 
 def test_malformed_and_missing_metadata_get_rows_and_named_warnings(lab: Lab) -> None:
@@ -154,7 +141,7 @@ def test_malformed_and_missing_metadata_get_rows_and_named_warnings(lab: Lab) ->
     warnings = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
     assert any("s3://lab/p/bad.h5" in w and "malformed metadata" in w for w in warnings)
     assert any("s3://lab/p/unknown-form.h5" in w for w in warnings)
-    got = {row["key"]: row for row in rows(lab)}
+    got = {row["key"]: row for row in lab.rows()}
     assert len(got) == 4
     assert (
         got["p/bad.h5"]["metadata"] is None
@@ -183,7 +170,7 @@ def test_headers_of_the_original_deoncli_are_read(lab: Lab) -> None:
     r = run_deon("metadata", "down", "s3://lab/old")
 
     assert r.returncode == 0, r.stderr
-    row = rows(lab)[0]
+    row = lab.rows()[0]
     assert row["robot"] == "sawyer" and row["traj_ok"] == 1
     assert json.loads(row["metadata"]) == doc
 
@@ -199,7 +186,7 @@ def test_documents_stored_in_a_sidecar_are_mirrored_whole(lab: Lab) -> None:
     r = run_deon("metadata", "down", "s3://lab/x")
 
     assert r.returncode == 0, r.stderr
-    got = rows(lab)
+    got = lab.rows()
     assert [row["key"] for row in got] == ["x/big.h5"]  # the sidecar is not a row
     assert json.loads(got[0]["metadata"]) == big
     assert got[0]["robot"] == "franka" and got[0]["field_199"] == big["field_199"]
@@ -211,7 +198,7 @@ def test_colliding_keys_keep_their_values_under_documented_names(lab: Lab) -> No
     r = run_deon("metadata", "down", "s3://lab/c")
 
     assert r.returncode == 0, r.stderr
-    row = rows(lab)[0]
+    row = lab.rows()[0]
     assert row["meta_size"] == 7 and row["size"] == len(
         json.dumps({"size": 7, "a_b": 1, "a": {"b": 2}, "Robot": "x"})
     )
@@ -233,7 +220,7 @@ def test_no_address_refreshes_every_known_source(lab: Lab) -> None:
     assert r.returncode == 0, r.stderr
     assert "s3://lab/a/ s3://lab/b/" in r.stderr
     assert "1 new" in r.stderr
-    assert len(rows(lab)) == 3
+    assert len(lab.rows()) == 3
 
 
 def test_no_address_and_no_sources_is_a_usage_error(isolated_env: Path) -> None:
@@ -261,7 +248,7 @@ def test_an_unreadable_object_is_named_and_keeps_no_invented_row(lab: Lab) -> No
 
     assert r.returncode == 1
     assert "error: s3://lab/p/locked.h5" in r.stderr
-    assert [row["key"] for row in rows(lab)] == ["p/ok.h5"], r.stderr
+    assert [row["key"] for row in lab.rows()] == ["p/ok.h5"], r.stderr
 
 
 def test_scalar_columns_are_indexed_for_fast_filters(lab: Lab) -> None:
@@ -269,7 +256,7 @@ def test_scalar_columns_are_indexed_for_fast_filters(lab: Lab) -> None:
 
     assert run_deon("metadata", "down", "s3://lab/p").returncode == 0
 
-    db = sqlite3.connect(catalog_path(lab))
+    db = sqlite3.connect(lab.catalog)
     plan = " ".join(
         str(r)
         for r in db.execute("EXPLAIN QUERY PLAN SELECT uri FROM objects WHERE robot = 'sawyer'")
@@ -305,7 +292,7 @@ def test_an_interrupted_mirror_leaves_a_consistent_catalog_and_a_rerun_finishes(
     )
     proc.communicate(timeout=120)
     assert proc.returncode == -signal.SIGKILL
-    db = sqlite3.connect(catalog_path(lab))
+    db = sqlite3.connect(lab.catalog)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     partial = db.execute("SELECT key, robot, json_extract(metadata, '$.i') FROM objects").fetchall()
     db.close()
@@ -319,7 +306,7 @@ def test_an_interrupted_mirror_leaves_a_consistent_catalog_and_a_rerun_finishes(
 
     assert r.returncode == 0, r.stderr
     assert lab.proxy.count("HEAD") == 120 - len(partial)  # only what was not mirrored
-    assert len(rows(lab)) == 120
+    assert len(lab.rows()) == 120
 
 
 def test_two_mirrors_on_one_catalog_both_succeed(lab: Lab) -> None:
@@ -340,8 +327,8 @@ def test_two_mirrors_on_one_catalog_both_succeed(lab: Lab) -> None:
     outs = [p.communicate(timeout=120) for p in procs]
 
     assert [p.returncode for p in procs] == [0, 0], outs
-    assert len(rows(lab)) == 120
-    assert len(rows(lab, "SELECT * FROM objects WHERE key_b3 IS NOT NULL")) == 12
+    assert len(lab.rows()) == 120
+    assert len(lab.rows("SELECT * FROM objects WHERE key_b3 IS NOT NULL")) == 12
 
 
 def test_mirror_progress_and_summary_go_to_stderr_only(lab: Lab) -> None:

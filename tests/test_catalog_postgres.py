@@ -44,6 +44,17 @@ def pg(url: str, sql: str) -> list[tuple[Any, ...]]:
         return list(conn.execute(sql).fetchall())
 
 
+def column_types(url: str) -> dict[str, str]:
+    """Each column of `objects` and its PostgreSQL type."""
+    return dict(
+        pg(
+            url,
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = 'objects'",
+        )
+    )
+
+
 def test_mirror_into_postgres_makes_typed_columns(lab: Lab, pg_catalog: str) -> None:
     put_docs(lab, "p", 30)
 
@@ -51,13 +62,7 @@ def test_mirror_into_postgres_makes_typed_columns(lab: Lab, pg_catalog: str) -> 
 
     assert r.returncode == 0, r.stderr
     assert "30 new" in r.stderr
-    types = dict(
-        pg(
-            pg_catalog,
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = 'objects'",
-        )
-    )
+    types = column_types(pg_catalog)
     assert types["traj_ok"] == "boolean" and types["img_t"] == "bigint"
     assert types["gripper_max_width"] == "double precision" and types["robot"] == "text"
     assert types["object_classes"] == "text"
@@ -134,13 +139,7 @@ def test_a_widening_kind_retypes_the_column(lab: Lab, pg_catalog: str) -> None:
     lab.put("w/b.h5", b"b", meta.encode({"score": 2.5, "flag": 3}, None, lambda d: "").metadata)
     assert run_deon(*cat, "metadata", "down", "s3://lab/w").returncode == 0
 
-    types = dict(
-        pg(
-            pg_catalog,
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = 'objects'",
-        )
-    )
+    types = column_types(pg_catalog)
     assert types["score"] == "double precision" and types["flag"] == "bigint"
     assert run_deon(*cat, "query", "score > 2").stdout.split() == ["s3://lab/w/b.h5"]
     assert run_deon(*cat, "query", "flag = 1").stdout.split() == ["s3://lab/w/a.h5"]

@@ -461,6 +461,17 @@ def test_a_malformed_address_exits_2(downloaded: Lab) -> None:
 # -- repair ---------------------------------------------------------------------------------
 
 
+def repair_pipe() -> subprocess.CompletedProcess[str]:
+    """`deon verify s3://lab/p | cut -f2 | deon pull --force`, run by a shell as a user would."""
+    deon_cmd = " ".join(shlex.quote(c) for c in DEON_CMD)
+    return subprocess.run(
+        ["sh", "-c", f"{deon_cmd} verify s3://lab/p | cut -f2 | {deon_cmd} pull --force"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_verify_piped_through_cut_into_pull_force_repairs_everything(downloaded: Lab) -> None:
     lab = downloaded
     local(lab, "p/a.h5").unlink()
@@ -471,14 +482,8 @@ def test_verify_piped_through_cut_into_pull_force_repairs_everything(downloaded:
     rewrite_same_size(path)
     forge_cache(lab, path, sha(old), md5=hashlib.md5(old).hexdigest(), etag=etag_of(lab, "p/d.h5"))
     lab.proxy.reset()
-    deon_cmd = " ".join(shlex.quote(c) for c in DEON_CMD)
 
-    r = subprocess.run(
-        ["sh", "-c", f"{deon_cmd} verify s3://lab/p | cut -f2 | {deon_cmd} pull --force"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = repair_pipe()
 
     assert r.returncode == 0, r.stderr
     assert_no_traceback(r.stderr)
@@ -496,14 +501,8 @@ def test_the_repair_pipe_only_fetches_what_is_broken(downloaded: Lab) -> None:
     lab = downloaded
     local(lab, "p/c.h5").unlink()
     lab.proxy.reset()
-    deon_cmd = " ".join(shlex.quote(c) for c in DEON_CMD)
 
-    r = subprocess.run(
-        ["sh", "-c", f"{deon_cmd} verify s3://lab/p | cut -f2 | {deon_cmd} pull --force"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = repair_pipe()
 
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [str(local(lab, "p/c.h5"))]

@@ -33,26 +33,13 @@ from tests.conftest import DEON_CMD, Lab, assert_no_traceback, make_h5, run_deon
 # -- helpers -----------------------------------------------------------------------------
 
 
-def catalog_path(lab: Lab) -> Path:
-    return lab.tmp / "catalog.sqlite"
-
-
-def rows(lab: Lab, sql: str = "SELECT * FROM objects ORDER BY key") -> list[dict[str, Any]]:
-    db = sqlite3.connect(catalog_path(lab))
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute(sql)]
-    finally:
-        db.close()
-
-
 def by_key(lab: Lab) -> dict[str, dict[str, Any]]:
-    return {r["key"]: r for r in rows(lab)}
+    return {r["key"]: r for r in lab.rows()}
 
 
 def registry(lab: Lab) -> dict[tuple[str, ...], str]:
     """The catalog's metadata-column registry: metadata path -> column name."""
-    db = sqlite3.connect(catalog_path(lab))
+    db = sqlite3.connect(lab.catalog)
     try:
         return {
             tuple(json.loads(p)): n for n, p in db.execute("SELECT name, path FROM meta_columns")
@@ -204,7 +191,7 @@ def test_a_megabyte_document_goes_up_to_a_sidecar_and_is_mirrored_whole(lab: Lab
     r = run_deon("metadata", "down", "s3://lab/m")
 
     assert r.returncode == 0, r.stderr
-    got = rows(lab)
+    got = lab.rows()
     assert [row["key"] for row in got] == ["m/big.h5"]  # the sidecar is not data
     assert json.loads(got[0]["metadata"]) == doc
     assert got[0]["robot"] == "franka"
@@ -336,7 +323,7 @@ def test_upper_case_and_colliding_keys_keep_every_value_with_a_named_warning(lab
     # the Python API reports the same mapping
     from deon.catalog.db import open_catalog
 
-    with open_catalog(str(catalog_path(lab)), create=False) as catalog:
+    with open_catalog(str(lab.catalog), create=False) as catalog:
         assert {c.path: c.name for c in catalog.columns()} == cols
 
     # A later object with one of the keys lands in that key's column, whatever its order.

@@ -558,18 +558,9 @@ class Catalog:
         self, where: str | None = None, *, sql: str | None = None, limit: int | None = None
     ) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
         """Run a read-only query: (column names, rows). See deon.catalog.query.run."""
-        from deon.catalog.query import Reader, run
+        from deon.catalog.query import Reader, run_and_close
 
-        reader = Reader.from_catalog(self)
-        columns, rows = run(reader, where=where, sql=sql, limit=limit)
-
-        def stream() -> Iterator[tuple[Any, ...]]:
-            try:
-                yield from rows
-            finally:
-                reader.close()
-
-        return columns, stream()
+        return run_and_close(Reader.from_catalog(self), where=where, sql=sql, limit=limit)
 
 
 def _locked(error: BaseException) -> bool:

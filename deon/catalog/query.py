@@ -251,6 +251,30 @@ def run(
     return reader.execute(text, where)
 
 
+def run_and_close(
+    reader: Reader,
+    *,
+    where: str | None = None,
+    sql: str | None = None,
+    limit: int | None = None,
+) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+    """`run` for callers that hand the rows on: the reader is closed once the rows are
+    read or dropped, or at once when the query fails."""
+    try:
+        columns, rows = run(reader, where=where, sql=sql, limit=limit)
+    except BaseException:
+        reader.close()
+        raise
+
+    def stream() -> Iterator[tuple[Any, ...]]:
+        try:
+            yield from rows
+        finally:
+            reader.close()
+
+    return columns, stream()
+
+
 def count(reader: Reader, where: str | None = None, sql: str | None = None) -> int:
     if sql is not None:
         text = f"SELECT count(*) FROM ({sql.strip().rstrip(';')}) AS q"
