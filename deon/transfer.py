@@ -127,6 +127,18 @@ def sweep_temps(folder: Path) -> int:
     return removed
 
 
+def _write_all(fd: int, data: memoryview, offset: int | None = None) -> None:
+    """Write all of `data` (at `offset`, else at the file position): os.write and
+    os.pwrite may write less than they are given, and the rest must not be lost."""
+    while data:
+        n = os.write(fd, data) if offset is None else os.pwrite(fd, data, offset)
+        if n <= 0:
+            raise OSError("a write to disk made no progress")
+        data = data[n:]
+        if offset is not None:
+            offset += n
+
+
 def expected_sha256(head: ObjectHead) -> str | None:
     """The sha256 an object's headers claim for its bytes, if any."""
     value = head.metadata.get(meta.SHA256_KEY, "").strip().lower()
@@ -313,7 +325,7 @@ class Engine:
                                 break
                             chunk = view[:n]
                             self.check_cancel()
-                            os.write(fd, chunk)
+                            _write_all(fd, chunk)
                             sha.update(chunk)
                             if md5 is not None:
                                 md5.update(chunk)
@@ -443,7 +455,7 @@ class Engine:
                         if failed.is_set():
                             raise Cancelled()
                         self.check_cancel()
-                        os.pwrite(fd, view[:n], offset + done)
+                        _write_all(fd, view[:n], offset + done)
                         done += n
                         self.progress.advance(n)
         if done != length:

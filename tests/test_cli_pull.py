@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+
+import pytest
 
 import deon
 from deon.report import Status
@@ -91,3 +94,18 @@ def test_python_api_pull(lab: Lab) -> None:
     assert [o.status for o in result.outcomes] == [Status.FAILED, Status.TRANSFERRED]
     assert result.failed[0].uri == "s3://lab/a/missing.h5"
     assert not result.ok
+
+
+def test_short_writes_to_disk_never_leave_a_short_file(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.write may write fewer bytes than it was given; the rest must still land."""
+    body = bytes(range(256)) * 64  # 16 KiB
+    lab.put("a/short.bin", body)
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, bytes(data[:1000])))
+
+    result = deon.pull(["s3://lab/a/short.bin"], data_dir=lab.tmp / "d")
+
+    assert result.ok
+    assert (lab.tmp / "d" / "lab" / "a" / "short.bin").read_bytes() == body
