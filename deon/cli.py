@@ -933,7 +933,7 @@ def show(file: Path, png: Path | None, frames: int, as_json: bool) -> None:
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Scratch folder (default: a new temporary folder).",
+    help="Scratch folder, new or empty (default: a new temporary folder).",
 )
 @click.option("--keep", is_flag=True, help="Keep the scratch folder afterwards.")
 @click.option(

@@ -98,6 +98,9 @@ def run_demo(
         ) from e
     from deon.sample import write_collection
 
+    if workdir is not None and Path(workdir).exists() and any(Path(workdir).iterdir()):
+        # The demo deletes its scratch folder afterwards; never someone's own files.
+        raise UsageError(f"--workdir {workdir} is not empty: give a new or empty folder")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the server's request log
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="deon-demo-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -249,6 +249,25 @@ def test_python_api_open_catalog_and_to_pandas(mirrored: Lab) -> None:
     catalog.close()
 
 
+def test_to_pandas_keeps_a_missing_value_missing(mirrored: Lab) -> None:
+    """An object without metadata has NULL in every metadata column: in pandas that is
+    <NA>, so df[df.traj_ok] never picks it (NaN read as a boolean would be True)."""
+    mirrored.put("lab/u_plain.h5", b"no metadata")
+    assert run_deon("metadata", "down", "s3://lab/lab").returncode == 0
+    catalog = deon.open_catalog()
+    df = catalog.to_pandas()
+    catalog.close()
+
+    plain = "s3://lab/lab/u_plain.h5"
+    assert df.traj_ok.isna().tolist() == [uri == plain for uri in df.index]
+    assert pd_index(df[df.traj_ok.fillna(False)]) == expected(lambda i: i % 4 != 0)
+    assert df.img_t.isna().sum() == 1 and str(df.img_t.dtype) == "Int64"
+
+
+def pd_index(df) -> list[str]:
+    return sorted(df.index)
+
+
 def test_metadata_load_is_interactive_on_a_terminal(mirrored: Lab) -> None:
     """On a terminal: a banner with rows, columns and an example filter, then a prompt
     where df and pull are ready."""

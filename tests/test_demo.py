@@ -32,3 +32,15 @@ def test_demo_runs_every_step_and_leaves_nothing_running(isolated_env: Path) -> 
     port = int(re.search(r"http://127\.0\.0\.1:(\d+)", r.stdout).group(1))  # type: ignore[union-attr]
     with socket.socket() as s:  # the local S3 server is gone
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_demo_refuses_a_workdir_that_holds_files(isolated_env: Path) -> None:
+    work = isolated_env / "mine"
+    work.mkdir()
+    (work / "thesis.txt").write_text("years of work")
+
+    r = run_deon("demo", "--per-member", "1", "--workdir", str(work))
+
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"Error: --workdir {work} is not empty: give a new or empty folder"
+    assert (work / "thesis.txt").read_text() == "years of work"

@@ -363,7 +363,8 @@ def to_pandas(catalog: Catalog, where: str | None = None) -> Any:
         kind = kinds.get(name) or _FIXED_KINDS.get(name)
         try:
             if kind == fl.KIND_BOOLEAN:
-                df[name] = df[name].map(lambda v: None if v is None else bool(v)).astype("boolean")
+                # A NULL arrives as NaN in a numeric column, and bool(NaN) is True.
+                df[name] = df[name].map(lambda v: None if pd.isna(v) else bool(v)).astype("boolean")
             elif kind == fl.KIND_INTEGER:
                 df[name] = df[name].astype("Int64")
             elif kind == fl.KIND_REAL:
