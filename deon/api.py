@@ -12,7 +12,7 @@ for the `deon` command (see `deon.config`). Long operations accept a `deon.Progr
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -206,22 +206,64 @@ def mirror(
     from deon.catalog.db import open_catalog as _open
     from deon.catalog.mirror import mirror as _mirror
     from deon.errors import UsageError
+    from deon.storage import safe_url
 
     s = _settings(settings, **options)
     targets = [_address(a) for a in addresses or ()]
+    given = safe_url(s.endpoint_url)  # "" when none is given: AWS
     with _open(s.catalog) as catalog:
-        if not targets:
-            targets = [S3Address(src.bucket, src.prefix) for src in catalog.sources()]
-            if not targets:
-                raise UsageError(
-                    "the catalog has no sources yet: give an address "
-                    "(deon metadata down s3://BUCKET/PREFIX)"
-                )
-        storage = make_storage(s)
+        plan: list[tuple[str, S3Address]] = []
+        refused: list[tuple[str, str]] = []
+        warnings: list[str] = []
+        recorded = {(src.bucket, src.prefix): src.endpoint_url or "" for src in catalog.sources()}
+        if targets:
+            for t in targets:
+                before = recorded.get((t.bucket, t.prefix))
+                if before is not None and before != given:
+                    warnings.append(
+                        f"s3://{t.bucket}/{t.prefix}: mirrored from {before or 'AWS'} until "
+                        f"now, from {given or 'AWS'} from now on"
+                    )
+                plan.append((given, t))
+        elif not recorded:
+            raise UsageError(
+                "the catalog has no sources yet: give an address "
+                "(deon metadata down s3://BUCKET/PREFIX)"
+            )
+        else:
+            # Each source is refreshed where it was mirrored from: a bucket of the same
+            # name elsewhere is another bucket, and mirroring it would replace the rows.
+            for (bucket, prefix), endpoint in recorded.items():
+                address = S3Address(bucket, prefix)
+                if s.endpoint_url and endpoint != given:
+                    refused.append(
+                        (
+                            str(address),
+                            f"mirrored from {endpoint or 'AWS'}, not {given}: name the "
+                            f"address to mirror it from {given} instead",
+                        )
+                    )
+                else:
+                    plan.append((endpoint, address))
+        storages = {
+            endpoint: make_storage(replace(s, endpoint_url=endpoint or None))
+            if endpoint != given
+            else make_storage(s)
+            for endpoint in {e for e, _ in plan}
+        }
+        for w in warnings:
+            (progress or Progress()).warn(w)
         # HEADs are tiny: keep twice as many in flight as transfers would be.
-        return _mirror(
-            catalog, storage, targets, jobs=2 * s.jobs, progress=progress, snapshots=snapshots
+        result = _mirror(
+            catalog,
+            [(storages[e], a) for e, a in plan],
+            jobs=2 * s.jobs,
+            progress=progress,
+            snapshots=snapshots,
         )
+    result.failed[:0] = refused
+    result.warnings[:0] = warnings
+    return result
 
 
 @dataclass(frozen=True)

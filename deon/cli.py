@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from deon import __version__, config
-from deon.errors import DeonError, ExitStatus
+from deon.errors import DeonError, ExitStatus, UsageError
 
 # -- error handling -------------------------------------------------------------------------
 
@@ -497,6 +497,9 @@ def metadata_down(env: Env, addresses: tuple[str, ...], no_snapshot: bool) -> No
 
     s = env.settings()
     result = api.mirror(addresses, snapshots=not no_snapshot, progress=_Counter(env), settings=s)
+    errors = result.source_errors
+    if addresses and len(errors) == len(addresses) and isinstance(errors[0], UsageError):
+        raise errors[0]  # nothing could be done, for a reason in the input: exit 2
     for uri, message in result.failed:
         click.echo(f"error: {uri}: {message}", err=True)
     env.log(

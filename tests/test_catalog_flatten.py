@@ -11,6 +11,7 @@ import re
 import shutil
 import sqlite3
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -243,74 +244,45 @@ def test_base_name_of_a_safe_path_is_the_plain_join(path: tuple[str, ...]) -> No
         assert fl.base_name(path).startswith(joined[:55] + "__")
 
 
-# -- assign_name ------------------------------------------------------------------------
+# -- naming: wished_name, rank, suffixed_name ------------------------------------------
 
 
 @pytest.mark.parametrize("fixed", sorted(FIXED_COLUMNS))
 def test_fixed_column_names_get_meta_prefix(fixed: str) -> None:
-    assert fl.assign_name((fixed,), set(), FIXED) == f"meta_{fixed}"
-    assert fl.assign_name((fixed.upper(),), set(), FIXED) == f"meta_{fixed}"
+    assert fl.wished_name((fixed,), FIXED) == f"meta_{fixed}"
+    assert fl.wished_name((fixed.upper(),), FIXED) == f"meta_{fixed}"
 
 
-def test_taken_name_gets_hash_suffix() -> None:
-    name = fl.assign_name(("Robot",), {"robot"}, FIXED)
-    assert re.fullmatch("robot__" + HEX6, name)
+def test_a_taken_name_gets_a_hash_of_the_path() -> None:
+    name = fl.suffixed_name(("Robot",), {"robot"}, FIXED)
     assert name == "robot__" + fl.path_hash(("Robot",))
     # the hash is of the path, so another path gets another name
-    assert fl.assign_name(("ROBOT",), {"robot"}, FIXED) != name
-    # a taken meta_ name gets a hash too
-    name = fl.assign_name(("size",), {"meta_size"}, FIXED)
-    assert re.fullmatch("meta_size__" + HEX6, name)
-
-
-def test_free_name_is_kept() -> None:
-    assert fl.assign_name(("robot",), {"gripper"}, FIXED) == "robot"
-
-
-_part = st.one_of(
-    st.sampled_from(
-        [*sorted(FIXED_COLUMNS), "a", "A", "a_b", "b", "B", "Robot", "robot", "meta_size", "_", ""]
-    ),
-    st.text(max_size=8),
-    st.text(alphabet="aA_", min_size=60, max_size=70),
-)
-_path = st.lists(_part, min_size=1, max_size=3).map(tuple)
-
-
-def _assign_all(seq: list[tuple[str, ...]]) -> list[str]:
-    taken: set[str] = set()
-    names = []
-    for path in seq:
-        name = fl.assign_name(path, taken, FIXED)
-        taken.add(name)
-        names.append(name)
-    return names
-
-
-@given(st.lists(_path, unique=True, max_size=30))
-def test_assigned_names_are_distinct_safe_and_deterministic(seq: list[tuple[str, ...]]) -> None:
-    names = _assign_all(seq)
-    assert len(set(names)) == len(names), list(zip(seq, names, strict=True))
-    for name in names:
-        assert name not in FIXED
-        assert SAFE.match(name), name
-        assert len(name) <= fl.MAX_NAME
-    assert _assign_all(seq) == names
+    assert fl.suffixed_name(("ROBOT",), {"robot"}, FIXED) != name
+    assert re.fullmatch("meta_size__" + HEX6, fl.suffixed_name(("size",), {"meta_size"}, FIXED))
+    # a name someone made to look like ours is stepped over
+    assert fl.suffixed_name(("Robot",), {"robot", name}, FIXED) == name + "1"
 
 
 @pytest.mark.parametrize(
-    ("path", "taken_by"),
+    ("winner", "loser"),
     [
-        (("Robot",), [("robot",), ("robot__" + fl.path_hash(("Robot",)),)]),
-        (("a" * 70,), [(fl.base_name(("a" * 70,)),)]),
+        (("a_b",), ("a", "b")),  # a top-level key before a nested path
+        (("robot",), ("Robot",)),  # spelled exactly as the name
+        (("meta_size",), ("size",)),
+        (("a", "b_c"), ("a_b", "c")),  # then by the path's JSON text
     ],
-    ids=["hash-suffix-taken", "long-name-taken"],
 )
-def test_assign_name_never_returns_a_taken_name(
-    path: tuple[str, ...], taken_by: list[tuple[str, ...]]
+def test_rank_orders_paths_that_wish_one_name(
+    winner: tuple[str, ...], loser: tuple[str, ...]
 ) -> None:
-    taken = set(_assign_all(taken_by))
-    assert fl.assign_name(path, taken, FIXED) not in taken
+    assert fl.wished_name(winner, FIXED) == fl.wished_name(loser, FIXED)
+    assert fl.rank(winner, FIXED) < fl.rank(loser, FIXED)
+
+
+def test_shown_paths_never_look_alike() -> None:
+    assert fl.shown(("gripper", "type")) == "gripper.type"
+    assert fl.shown(("a.b",)) == '["a.b"]'
+    assert fl.shown(("a", "b")) != fl.shown(("a.b",))
 
 
 # -- the column registry's path keys --------------------------------------------------
@@ -411,15 +383,59 @@ def test_colliding_keys_are_all_kept(tmp_path: Path) -> None:
     assert row2["meta_key"] == "k"
     assert name_of[("size",)] == "meta_size"
     assert name_of[("key",)] == "meta_key"
-    # first come keeps the plain name; the other gets a hash suffix
+    # the path of higher rank keeps the plain name; the other gets a hash suffix
     assert name_of[("a_b",)] == "a_b"
-    assert re.fullmatch("a_b__" + HEX6, name_of[("a", "b")])
-    assert {name_of[("Robot",)], name_of[("robot",)]} >= {"robot"}
-    other = ({name_of[("Robot",)], name_of[("robot",)]} - {"robot"}).pop()
-    assert re.fullmatch("robot__" + HEX6, other)
-    # whichever column holds the lower-case key answers plain SQL about it
-    col = name_of[("robot",)]
-    assert _sql(db, f'SELECT uri FROM objects WHERE "{col}" = ?', "y") == [("s3://lab/k3.h5",)]
+    assert name_of[("a", "b")] == "a_b__" + fl.path_hash(("a", "b"))
+    assert name_of[("robot",)] == "robot"
+    assert name_of[("Robot",)] == "robot__" + fl.path_hash(("Robot",))
+    assert _sql(db, "SELECT uri FROM objects WHERE robot = ?", "y") == [("s3://lab/k3.h5",)]
+
+
+@given(
+    st.permutations(
+        [
+            {"a": {"b": 2}},
+            {"a_b": 1},
+            {"Robot": "x"},
+            {"robot": "y"},
+            {"size": 5},
+            {"meta_size": 6},
+            {"A": {"B": 3}},
+            {"a": {"b_c": 4}},
+            {"a_b": {"c": 7}},
+        ]
+    )
+)
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_column_names_do_not_depend_on_the_order_objects_arrive(
+    tmp_path: Path, docs: list[dict[str, Any]]
+) -> None:
+    """Two colleagues who mirror the same objects in another order get the same columns:
+    `WHERE a_b = 1` means the same in both catalogs, and every value stays with its path."""
+    db = tmp_path / f"{uuid.uuid4().hex}.sqlite"
+    with open_catalog(str(db)) as catalog:
+        for doc in docs:  # one write each: a later path may outrank an earlier holder
+            catalog.write([_row(json.dumps(doc, sort_keys=True), doc)])
+            catalog.index_columns()  # a holder that moves has its index moved too
+        name_of = {c.path: c.name for c in catalog.columns()}
+    assert name_of[("a_b",)] == "a_b" and name_of[("robot",)] == "robot"
+    assert name_of[("meta_size",)] == "meta_size"
+    assert name_of[("a", "b")] == "a_b__" + fl.path_hash(("a", "b"))
+    assert name_of[("size",)] == "meta_size__" + fl.path_hash(("size",))
+    assert name_of[("A", "B")] == "a_b__" + fl.path_hash(("A", "B"))
+    assert name_of[("a", "b_c")] == "a_b_c"
+    assert name_of[("a_b", "c")] == "a_b_c__" + fl.path_hash(("a_b", "c"))
+    for doc in docs:
+        row = _read(db, json.dumps(doc, sort_keys=True))
+        for path, (value, _) in fl.flatten(doc).items():
+            assert row[name_of[path]] == value
+    table = {r[1] for r in _sql(db, "PRAGMA table_info(objects)")}
+    assert set(name_of.values()) <= table
+    assert _sql(db, "PRAGMA integrity_check") == [("ok",)]
+    indexed = {r[0] for r in _sql(db, "SELECT name FROM pragma_index_list('objects')")}
+    assert all(f"ix_objects_m_{n}" in indexed for n in name_of.values())
 
 
 def test_new_keys_add_columns_and_missing_keys_become_null(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from deon import meta
+from deon.catalog import flatten as fl
 from tests.conftest import DEON_CMD, Lab, assert_no_traceback, make_h5, run_deon
 
 
@@ -209,6 +210,23 @@ def test_colliding_keys_keep_their_values_under_documented_names(lab: Lab) -> No
     assert "is stored in column" in r.stderr
 
 
+def test_a_key_of_higher_rank_arriving_later_takes_the_plain_name(lab: Lab) -> None:
+    put_doc(lab, "c/1.h5", {"a": {"b": 2}})
+    assert run_deon("metadata", "down", "s3://lab/c").returncode == 0
+    assert lab.rows()[0]["a_b"] == 2
+    put_doc(lab, "c/2.h5", {"a_b": 1})
+
+    r = run_deon("metadata", "down", "s3://lab/c")
+
+    assert r.returncode == 0, r.stderr
+    moved = "a_b__" + fl.path_hash(("a", "b"))
+    assert f"column 'a_b' now holds metadata key 'a_b'; 'a.b' moved to column '{moved}'" in r.stderr
+    rows = {row["key"]: row for row in lab.rows()}
+    assert (rows["c/1.h5"]["a_b"], rows["c/1.h5"][moved]) == (None, 2)
+    assert (rows["c/2.h5"]["a_b"], rows["c/2.h5"][moved]) == (1, None)
+    assert run_deon("query", f"{moved} = 2").stdout.split() == ["s3://lab/c/1.h5"]
+
+
 def test_no_address_refreshes_every_known_source(lab: Lab) -> None:
     put_doc(lab, "a/1.h5", {"x": 1})
     put_doc(lab, "b/1.h5", {"x": 2})
@@ -221,6 +239,101 @@ def test_no_address_refreshes_every_known_source(lab: Lab) -> None:
     assert "s3://lab/a/ s3://lab/b/" in r.stderr
     assert "1 new" in r.stderr
     assert len(lab.rows()) == 3
+
+
+@pytest.fixture
+def elsewhere(lab: Lab) -> Any:
+    """A second S3 endpoint on 127.0.0.1, with its own empty bucket of the same name (a
+    process of its own: moto servers in one process share their buckets)."""
+    import socket
+    import sys
+    import urllib.request
+
+    import boto3
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        boto3.client("s3", endpoint_url=url, region_name="us-east-1").create_bucket(
+            Bucket=lab.bucket
+        )
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_a_refresh_reads_each_source_where_it_was_mirrored_from(
+    lab: Lab, elsewhere: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bucket of the same name on another endpoint is another bucket: a refresh never
+    empties the catalog from it."""
+    for i in range(3):
+        put_doc(lab, f"p/{i}.h5", {"i": i})
+    assert run_deon("metadata", "down", "s3://lab/p").returncode == 0
+    put_doc(lab, "p/3.h5", {"i": 3})
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # the user's shell no longer names the endpoint
+
+    r = run_deon("metadata", "down")
+
+    assert r.returncode == 0, r.stderr
+    assert "1 new, 0 changed, 0 deleted, 3 unchanged" in r.stderr
+    r = run_deon("--endpoint-url", elsewhere, "metadata", "down")
+
+    assert r.returncode == 1
+    assert (
+        f"error: s3://lab/p/: mirrored from {lab.endpoint}, not {elsewhere}: name the address "
+        f"to mirror it from {elsewhere} instead" in r.stderr
+    )
+    assert len(lab.rows()) == 4  # nothing deleted
+    assert_no_traceback(r.stderr)
+
+
+def test_naming_a_source_mirrors_it_from_the_endpoint_given_and_says_so(
+    lab: Lab, elsewhere: str
+) -> None:
+    put_doc(lab, "p/0.h5", {"i": 0})
+    assert run_deon("metadata", "down", "s3://lab/p").returncode == 0
+
+    r = run_deon("--endpoint-url", elsewhere, "metadata", "down", "s3://lab/p")
+
+    assert r.returncode == 0, r.stderr
+    assert (
+        f"warning: s3://lab/p/: mirrored from {lab.endpoint} until now, from {elsewhere} "
+        "from now on" in r.stderr
+    )
+    assert "0 new, 0 changed, 1 deleted" in r.stderr and lab.rows() == []
+
+
+def test_one_failing_source_does_not_stop_the_others(lab: Lab) -> None:
+    lab.client.create_bucket(Bucket="gone")
+    lab.client.put_object(Bucket="gone", Key="q/0.h5", Body=b"x")
+    put_doc(lab, "p/0.h5", {"i": 0})
+    assert run_deon("metadata", "down", "s3://gone/q", "s3://lab/p").returncode == 0
+    lab.client.delete_object(Bucket="gone", Key="q/0.h5")
+    lab.client.delete_bucket(Bucket="gone")
+    put_doc(lab, "p/1.h5", {"i": 1})
+
+    r = run_deon("metadata", "down")
+
+    assert r.returncode == 1
+    assert "error: s3://gone/q/: no such bucket: gone" in r.stderr
+    assert "1 new, 0 changed, 0 deleted, 1 unchanged, 1 failed" in r.stderr
+    assert [row["key"] for row in lab.rows()] == ["p/0.h5", "p/1.h5", "q/0.h5"]
+    assert_no_traceback(r.stderr)
 
 
 def test_no_address_and_no_sources_is_a_usage_error(isolated_env: Path) -> None:

@@ -9,6 +9,7 @@ import subprocess
 from typing import Any
 
 from deon import meta
+from deon.catalog import flatten as fl
 from tests.conftest import DEON_CMD, Lab, assert_no_traceback, run_deon
 
 ROBOTS = ["sawyer", "franka", "widowx"]
@@ -147,6 +148,22 @@ def test_a_widening_kind_retypes_the_column(lab: Lab, pg_catalog: str) -> None:
     lab.put("w/c.h5", b"c", meta.encode({"score": "high"}, None, lambda d: "").metadata)
     assert run_deon(*cat, "metadata", "down", "s3://lab/w").returncode == 0
     assert run_deon(*cat, "query", "score = 'high'").stdout.split() == ["s3://lab/w/c.h5"]
+
+
+def test_a_key_of_higher_rank_arriving_later_renames_the_column(lab: Lab, pg_catalog: str) -> None:
+    cat = ["--catalog", plain(pg_catalog)]
+    lab.put("r/1.h5", b"1", meta.encode({"a": {"b": 2}}, None, lambda d: "").metadata)
+    assert run_deon(*cat, "metadata", "down", "s3://lab/r").returncode == 0
+    lab.put("r/2.h5", b"2", meta.encode({"a_b": "one"}, None, lambda d: "").metadata)
+
+    r = run_deon(*cat, "metadata", "down", "s3://lab/r")
+
+    assert r.returncode == 0, r.stderr
+    moved = "a_b__" + fl.path_hash(("a", "b"))
+    types = column_types(pg_catalog)
+    assert types["a_b"] == "text" and types[moved] == "bigint"
+    assert run_deon(*cat, "query", f"{moved} = 2").stdout.split() == ["s3://lab/r/1.h5"]
+    assert run_deon(*cat, "query", "a_b = 'one'").stdout.split() == ["s3://lab/r/2.h5"]
 
 
 def test_concurrent_mirrors_from_several_machines(lab: Lab, pg_catalog: str) -> None:

@@ -281,9 +281,10 @@ class Catalog:
         return [Source(*r) for r in rows]
 
     def add_source(self, bucket: str, prefix: str, endpoint_url: str | None) -> None:
+        """Record a source, or the endpoint it is mirrored from now."""
         with self.writer.begin() as conn:
             exists = conn.execute(
-                sa.select(sources.c.id).where(
+                sa.select(sources.c.id, sources.c.endpoint_url).where(
                     sources.c.bucket == bucket, sources.c.prefix == prefix
                 )
             ).first()
@@ -292,6 +293,12 @@ class Catalog:
                     sources.insert().values(
                         bucket=bucket, prefix=prefix, endpoint_url=endpoint_url, added_at=utcnow()
                     )
+                )
+            elif (exists.endpoint_url or "") != (endpoint_url or ""):
+                conn.execute(
+                    sources.update()
+                    .where(sources.c.id == exists.id)
+                    .values(endpoint_url=endpoint_url)
                 )
 
     def mark_mirrored(self, bucket: str, prefix: str) -> None:
@@ -398,30 +405,65 @@ class Catalog:
             wanted_kind[pk] = (path, fl.widen(seen[1] if seen else None, kind))
         now = utcnow()
         dialect = self.engine.dialect
-        for pk, (path, kind) in wanted_kind.items():
+        prep = dialect.identifier_preparer
+        fixed = set(FIXED_COLUMNS)
+        holder = {c.name: c for c in current}
+        # New paths in rank order, so that within a batch the winner comes first.
+        for pk, (path, kind) in sorted(wanted_kind.items(), key=lambda w: fl.rank(w[1][0], fixed)):
             col = by_path.get(pk)
             if col is None:
                 if len(by_path) >= MAX_META_COLUMNS:
                     warnings.append(
-                        f"more than {MAX_META_COLUMNS} metadata keys: {'.'.join(path)} is kept "
+                        f"more than {MAX_META_COLUMNS} metadata keys: {fl.shown(path)} is kept "
                         "only in the metadata column"
                     )
                     continue
-                name = fl.assign_name(path, taken, set(FIXED_COLUMNS))
-                if name != fl.base_name(path):
+                name = fl.wished_name(path, fixed)
+                other = holder.get(name)
+                if (
+                    other is not None
+                    and fl.wished_name(other.path, fixed) == name
+                    and fl.rank(path, fixed) < fl.rank(other.path, fixed)
+                ):
+                    # The holder came first but ranks lower: it moves, so that the name
+                    # means the same path in every catalog.
+                    moved = fl.suffixed_name(other.path, taken, fixed)
+                    if other.indexed:
+                        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {prep.quote(index_name(name))}")
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE objects RENAME COLUMN {prep.quote(name)} "
+                        f"TO {prep.quote(moved)}"
+                    )
+                    conn.execute(
+                        meta_columns.update()
+                        .where(meta_columns.c.name == name)
+                        .values(name=moved, indexed=False)
+                    )
+                    holder[moved] = by_path[fl.path_key(other.path)] = Column(
+                        moved, other.path, other.kind, False
+                    )
+                    taken.add(moved)
+                    del holder[name]
+                    taken.discard(name)
                     warnings.append(
-                        f"metadata key {'.'.join(path)!r} is stored in column {name!r} "
+                        f"column {name!r} now holds metadata key {fl.shown(path)!r}; "
+                        f"{fl.shown(other.path)!r} moved to column {moved!r}"
+                    )
+                if name in taken:
+                    name = fl.suffixed_name(path, taken, fixed)
+                    warnings.append(
+                        f"metadata key {fl.shown(path)!r} is stored in column {name!r} "
                         "(its plain name is taken)"
                     )
                 conn.execute(
                     meta_columns.insert().values(name=name, path=pk, kind=kind, added_at=now)
                 )
-                ident = dialect.identifier_preparer.quote(name)
                 conn.exec_driver_sql(
-                    f"ALTER TABLE objects ADD COLUMN {ident} {sql_type(dialect.name, kind)}"
+                    f"ALTER TABLE objects ADD COLUMN {prep.quote(name)} "
+                    f"{sql_type(dialect.name, kind)}"
                 )
                 col = Column(name, path, kind, False)
-                by_path[pk] = col
+                holder[name] = by_path[pk] = col
                 taken.add(name)
             elif kind is not None and fl.widen(col.kind, kind) != col.kind:
                 widened = fl.widen(col.kind, kind)

@@ -10,10 +10,13 @@ Rules (also in the README):
   and a leading digit prefixed with `_`, so that plain SQL works:
   `SELECT uri FROM objects WHERE robot = 'sawyer'`.
 - A name that collides with a fixed column (`size`, `key`, ...) becomes `meta_<name>`.
-  A different metadata path that flattens to a name already taken in the catalog (say
-  `{"a_b": 1}` and `{"a": {"b": 2}}`, or `Robot` and `robot`) gets `<name>__<6 hex>`,
-  the hex being the start of the sha1 of its path; nothing is dropped or overwritten.
-  `deon query --columns` shows which metadata path each column holds.
+  When several metadata paths flatten to one name (say `{"a_b": 1}` and
+  `{"a": {"b": 2}}`, or `Robot` and `robot`), the one of highest `rank` gets it and the
+  others get `<name>__<6 hex>`, the hex being the start of the sha1 of their path. The
+  rank depends only on the paths, so every catalog names every path alike whatever
+  order it met them in; a path that arrives later and outranks the holder takes the name
+  and the holder's column is renamed (with a warning). Nothing is dropped or
+  overwritten. `deon query --columns` shows which metadata path each column holds.
 """
 
 from __future__ import annotations
@@ -128,21 +131,40 @@ def path_hash(path: Path) -> str:
     return hashlib.sha1(path_key(path).encode("ascii")).hexdigest()[:6]
 
 
-def assign_name(path: Path, taken: set[str], fixed: set[str]) -> str:
-    """A column name for a new path, given the names already taken (lower-case)."""
+def wished_name(path: Path, fixed: set[str] | frozenset[str]) -> str:
+    """The name a path gets unless a path of higher rank wants it too: its base name, or
+    `meta_<name>` when that is a fixed column."""
     name = base_name(path)
-    if name in fixed:
-        name = f"meta_{name}"[:MAX_NAME]
-    if name not in taken and name not in fixed:
-        return name
-    stem = name[: MAX_NAME - 8]
+    return f"meta_{name}"[:MAX_NAME] if name in fixed else name
+
+
+def rank(path: Path, fixed: set[str] | frozenset[str]) -> tuple[int, int, str]:
+    """Which of several paths wishing the same name gets it: the shortest (a top-level
+    key before a nested one), then the one spelled exactly as the name (`robot` before
+    `Robot`, a key `meta_size` before `size`), then the first by its JSON text. The
+    winner depends only on the paths, never on which object came first."""
+    return (len(path), 0 if "_".join(path) == wished_name(path, fixed) else 1, path_key(path))
+
+
+def suffixed_name(path: Path, taken: set[str], fixed: set[str] | frozenset[str]) -> str:
+    """The name of a path whose wished name went to a path of higher rank:
+    `<name>__<first 6 hex of the sha1 of its path>`."""
+    name = wished_name(path, fixed)
     digest = hashlib.sha1(path_key(path).encode("ascii")).hexdigest()
-    candidate = f"{stem}__{digest[:6]}"
+    candidate = f"{name[: MAX_NAME - 8]}__{digest[:6]}"
     n = 1
     while candidate in taken or candidate in fixed:  # only a key made to look like ours
         candidate = f"{name[: MAX_NAME - 8 - len(str(n))]}__{digest[:6]}{n}"
         n += 1
     return candidate
+
+
+def shown(path: Path) -> str:
+    """A path as people read it, `gripper.type`; as a JSON list when a key holds a dot or
+    is empty, so that `{"a.b": 1}` and `{"a": {"b": 2}}` never look alike."""
+    if all(part and "." not in part for part in path):
+        return ".".join(path)
+    return json.dumps(list(path), ensure_ascii=False)
 
 
 def path_key(path: Path) -> str:

@@ -50,6 +50,8 @@ class MirrorResult:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (uri, message)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: the errors that stopped whole addresses (each also in `failed`)
+    source_errors: list[DeonError] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -175,15 +177,17 @@ def _same(a: ObjectRow, b: ObjectRow) -> bool:
 
 def mirror(
     catalog: Catalog,
-    storage: Storage,
-    addresses: Iterable[S3Address],
+    plan: Iterable[tuple[Storage, S3Address]],
     *,
     jobs: int = 16,
     progress: Progress | None = None,
     snapshots: bool = True,
 ) -> MirrorResult:
-    """Mirror the metadata under each address into the catalog (see module doc).
+    """Mirror the metadata under each address, read through its storage, into the
+    catalog (see module doc).
 
+    An address that fails as a whole (no such bucket, access denied, the listing broke
+    off) is named in `failed` with its rows left as they were; the others still go on.
     With `snapshots`, objects a published snapshot describes exactly (same key, ETag
     and LastModified) are taken from it instead of HEADed; see snapshot.py.
     """
@@ -191,14 +195,28 @@ def mirror(
     result = MirrorResult()
     started = time.monotonic()
     progress.begin("metadata down", 0, 0)
-    sidecars = _Sidecars(storage)
     try:
         with ThreadPoolExecutor(jobs, thread_name_prefix="deon-head") as pool:
-            for address in addresses:
-                snaps = Snapshots(storage, address.bucket, address.prefix) if snapshots else None
-                _mirror_one(
-                    catalog, storage, address, pool, jobs, sidecars, progress, result, snaps
-                )
+            for storage, address in plan:
+                snaps = None
+                try:
+                    if snapshots:
+                        snaps = Snapshots(storage, address.bucket, address.prefix)
+                    _mirror_one(
+                        catalog,
+                        storage,
+                        address,
+                        pool,
+                        jobs,
+                        _Sidecars(storage),
+                        progress,
+                        result,
+                        snaps,
+                    )
+                except DeonError as e:
+                    result.failed.append((f"s3://{address.bucket}/{address.prefix}", str(e)))
+                    result.source_errors.append(e)
+                    continue
                 if snaps is not None:
                     for w in snaps.warnings:
                         result.warnings.append(w)

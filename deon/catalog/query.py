@@ -320,7 +320,7 @@ def describe_columns(reader: Reader, examples: int = 3) -> list[ColumnInfo]:
     from deon.catalog.models import FIXED_ORDER
 
     meta = {
-        name: (".".join(fl.path_from_key(path)), kind) for name, path, kind in reader.meta_columns()
+        name: (fl.shown(fl.path_from_key(path)), kind) for name, path, kind in reader.meta_columns()
     }
     names = reader.column_names()
 
