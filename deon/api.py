@@ -23,7 +23,7 @@ from deon.report import Progress, SyncResult
 from deon.state import State
 from deon.storage import Storage
 from deon.transfer import Engine
-from deon.uri import S3Address, parse_address, parse_object_uri
+from deon.uri import S3Address, parse_address, parse_folder_address, parse_object_uri
 
 if TYPE_CHECKING:
     from deon.catalog.db import Catalog
@@ -47,6 +47,11 @@ def make_storage(settings: config.Settings) -> Storage:
 
 def _address(address: str | S3Address) -> S3Address:
     return address if isinstance(address, S3Address) else parse_address(address)
+
+
+def _folder(address: str | S3Address) -> S3Address:
+    """An address `up` or `down` maps to a local folder (its prefix checked)."""
+    return parse_folder_address(address if isinstance(address, str) else address.uri)
 
 
 def buckets(*, settings: config.Settings | None = None, **options: Any) -> list[str]:
@@ -87,7 +92,7 @@ def up(
         **options: overrides: endpoint_url, profile, jobs, data_dir.
     """
     s = _settings(settings, **options)
-    target = _address(address)
+    target = _folder(address)
     local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, target)
     state = State()
     try:
@@ -119,7 +124,7 @@ def down(
         **options: overrides: endpoint_url, profile, jobs, data_dir.
     """
     s = _settings(settings, **options)
-    source = _address(address)
+    source = _folder(address)
     local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, source)
     if local.exists() and not local.is_dir():
         raise LocalPathError(f"not a folder: {local}")

@@ -86,6 +86,25 @@ def parse_object_uri(text: str) -> S3Address:
     return address
 
 
+def parse_folder_address(text: str) -> S3Address:
+    """Parse the address of a folder that `up` or `down` maps to a local folder: its
+    prefix must itself be a safe relative path (no `..`, `.` or empty segments, no
+    backslash or control character), or DATA_DIR/BUCKET/PREFIX would lead outside the
+    data folder, and `up` would make keys everyone else's `down` refuses.
+
+    Raises:
+        AddressError: not an S3 address, or an unsafe prefix.
+    """
+    address = parse_address(text)
+    prefix = address.key[:-1] if address.key.endswith("/") else address.key
+    if prefix:
+        try:
+            check_relative_key(prefix)
+        except UnsafeKey as e:
+            raise AddressError(f"unsafe prefix in {text!r}: {e}") from e
+    return address
+
+
 def is_reserved(key: str) -> bool:
     """Whether the key is deon's own bookkeeping rather than data."""
     return RESERVED_SEGMENT in key.split("/")

@@ -221,6 +221,32 @@ def test_down_of_a_missing_bucket_exits_2(lab: Lab) -> None:
     assert r.stderr.strip() == "Error: no such bucket: no-such-bucket"
 
 
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("s3://lab/../../../escaped", "'..' segment in key"),
+        ("s3://lab/p//q", "empty path segment in key"),
+        ("s3://lab//abs", "absolute key"),
+        ("s3://lab/./p", "'.' segment in key"),
+    ],
+)
+def test_down_refuses_an_address_whose_prefix_leaves_the_data_folder(
+    lab: Lab, address: str, reason: str
+) -> None:
+    """The default destination is DATA_DIR/BUCKET/PREFIX: a prefix with `..` would put
+    files outside DATA_DIR, whatever the keys under it."""
+    key = address.split("/", 3)[3] + "/t.h5"
+    lab.put(key, b"planted by someone")
+    lab.data_dir.mkdir(parents=True)
+
+    r = run_deon("down", address)
+
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"Error: unsafe prefix in {address!r}: {reason}"
+    assert not (lab.tmp / "escaped").exists() and list(lab.data_dir.iterdir()) == []
+    assert lab.proxy.count("LIST", "GET") == 0
+
+
 def test_down_dry_run_downloads_nothing(lab: Lab) -> None:
     lab.put("d/a.h5", b"a")
 

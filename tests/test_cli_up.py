@@ -218,6 +218,9 @@ def test_up_defaults_to_the_data_dir_and_accepts_a_single_file(lab: Lab) -> None
         (["up", "./local", "/tmp"], "not an S3 address"),
         (["up", "s3://lab/x", "/nonexistent/folder"], "no such folder"),
         (["up", "s3://no-such-bucket/x", "."], "no such bucket: no-such-bucket"),
+        # keys no colleague's `down` could write
+        (["up", "s3://lab/../x", "."], "unsafe prefix in 's3://lab/../x': '..' segment"),
+        (["up", "s3://lab/p//q", "."], "unsafe prefix in 's3://lab/p//q': empty path segment"),
     ],
 )
 def test_up_bad_input_exits_2_with_one_line(lab: Lab, args: list[str], message: str) -> None:
