@@ -192,6 +192,7 @@ def _summarize(env: Env, result: Any, verb: str) -> None:
     for status, word in (
         (Status.TRANSFERRED, verb),
         (Status.REPLACED, "replaced"),
+        (Status.TAGGED, "given metadata"),
         (Status.UNCHANGED, "unchanged"),
         (Status.PLANNED, f"would be {verb}"),
         (Status.FAILED, "failed"),
@@ -200,7 +201,9 @@ def _summarize(env: Env, result: Any, verb: str) -> None:
         if n or status in (Status.TRANSFERRED, Status.FAILED):
             parts.append(f"{n} {word}")
     for w in result.warnings:
-        if "went up without metadata" in w:  # per-file warnings were printed as they came
+        if (
+            "are not HDF5: their objects carry no metadata" in w
+        ):  # per-file warnings were printed as they came
             click.echo(f"warning: {w}", err=True)
     env.log(
         f"{result.action}: {', '.join(parts)}; "

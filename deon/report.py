@@ -16,6 +16,7 @@ class Status(str, Enum):
 
     TRANSFERRED = "transferred"  # uploaded or downloaded, new at the destination
     REPLACED = "replaced"  # an older version at the destination was replaced
+    TAGGED = "tagged"  # the object already held the bytes; deon's headers were added
     UNCHANGED = "unchanged"  # already up to date: nothing sent
     PLANNED = "planned"  # --dry-run: would have been transferred
     FAILED = "failed"  # named on stderr; the run exits 1

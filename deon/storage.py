@@ -360,6 +360,33 @@ class Storage:
             "put_bucket_policy", f"s3://{bucket} policy", Bucket=bucket, Policy=json.dumps(policy)
         )
 
+    def replace_metadata(
+        self,
+        bucket: str,
+        key: str,
+        etag: str,
+        metadata: dict[str, str],
+        content_type: str | None,
+    ) -> str:
+        """Give an object new user metadata without sending its bytes again: a copy onto
+        itself, made only if it still has `etag`. Returns the object's new ETag.
+
+        Raises:
+            PreconditionFailed: the object changed since its ETag was read.
+        """
+        r = self._call(
+            "copy_object",
+            f"s3://{bucket}/{key}",
+            Bucket=bucket,
+            Key=key,
+            CopySource={"Bucket": bucket, "Key": key},
+            CopySourceIfMatch=f'"{etag}"',
+            MetadataDirective="REPLACE",
+            Metadata=metadata,
+            ContentType=content_type or "binary/octet-stream",
+        )
+        return clean_etag(r["CopyObjectResult"]["ETag"])
+
     # -- objects (the lean client) -------------------------------------------------------
 
     def iter_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:

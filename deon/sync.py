@@ -401,7 +401,7 @@ def up(
     done = _collect(result, engine.run(one, files), progress, started)
     if not_hdf5:
         done.warnings.append(
-            f"{len(not_hdf5)} file(s) are not HDF5 and went up without metadata "
+            f"{len(not_hdf5)} file(s) are not HDF5: their objects carry no metadata "
             f"(e.g. {sorted(not_hdf5)[0]})"
         )
     return done
@@ -418,7 +418,7 @@ def _encode_metadata(
         if read.status == "ok":
             document, has_document = read.document, True
         else:
-            message = f"{path}: {read.detail}; uploaded without metadata"
+            message = f"{path}: {read.detail}; its object carries no metadata"
             result.warnings.append(message)
             progress.warn(message)
     try:
@@ -429,11 +429,86 @@ def _encode_metadata(
             has_document=has_document,
         )
     except ValueError as e:
-        message = f"{path}: metadata cannot be stored ({e}); uploaded without metadata"
+        message = f"{path}: metadata cannot be stored ({e}); its object carries no metadata"
         result.warnings.append(message)
         progress.warn(message)
         encoded = meta.encode(None, digest.sha256, lambda d: "", has_document=False)
     return encoded, hdf5
+
+
+#: The largest object S3 copies in one request (CopyObject).
+MAX_COPY_BYTES = 5 * 1024**3
+
+
+def _same_bytes(
+    engine: Engine,
+    state: State,
+    bucket: str,
+    key: str,
+    path: Path,
+    digest: Digest,
+    st: os.stat_result,
+    encoded: meta.Encoded,
+    hdf5: bool,
+    etag: str,
+    *,
+    overwrite: bool,
+    dry_run: bool,
+) -> Outcome | None:
+    """The object at the key holds the file's bytes (its ETag proves it). Unchanged when
+    deon's headers are on it. An object uploaded by another tool (`aws s3 cp`), with no
+    user metadata at all, is given deon's headers in place, without sending the bytes
+    again, so that `metadata down` sees its metadata; one carrying someone else's
+    metadata is left alone unless `overwrite`. None: it is gone, upload it as new.
+    """
+    uri = f"s3://{bucket}/{key}"
+
+    def unchanged(ours: bool, current: str | None) -> Outcome:
+        if ours and current is not None:
+            state.record_upload(bucket, key, current, digest.sha256)
+        state.remember(path, st, digest.sha256, md5=digest.md5, etag=current)
+        engine.progress.advance(digest.size)
+        return Outcome(uri, path, Status.UNCHANGED, digest.size)
+
+    if state.uploaded_etag(bucket, key) == etag:
+        return unchanged(False, etag)  # deon's headers went up with it
+    try:
+        head = engine.storage.head(bucket, key)
+    except KeyNotFound:
+        return None
+    if head.etag != etag:
+        return None  # replaced since the listing: compare again as for any object
+    if expected_sha256(head) == digest.sha256:
+        return unchanged(True, etag)  # deon put it there, from this file or the same one
+    if head.metadata and not overwrite:
+        engine.progress.warn(
+            f"{uri} holds the bytes of {path} but metadata deon did not write; left as it "
+            "is (--overwrite gives it this file's metadata)"
+        )
+        return unchanged(False, None)  # not cached as current: asked again next time
+    if head.size > MAX_COPY_BYTES:
+        if overwrite:
+            return None  # sent again whole, as any replacement
+        engine.progress.warn(
+            f"{uri} holds the bytes of {path} but no deon metadata, and is too large to "
+            "give it metadata in place (--overwrite uploads it again with its metadata)"
+        )
+        return unchanged(False, None)
+    if dry_run:
+        return Outcome(uri, path, Status.PLANNED, digest.size)
+    if encoded.sidecar is not None:
+        engine.put_bytes_once(bucket, encoded.sidecar.key, encoded.sidecar.body)
+    try:
+        new_etag = engine.storage.replace_metadata(
+            bucket, key, etag, encoded.metadata, HDF5_CONTENT_TYPE if hdf5 else None
+        )
+    except PreconditionFailed:
+        return None  # someone wrote the key meanwhile: compare again
+    state.record_upload(bucket, key, new_etag, digest.sha256)
+    if os.stat(path) == st:
+        state.remember(path, st, digest.sha256, md5=digest.md5, etag=new_etag)
+    engine.progress.advance(digest.size)
+    return Outcome(uri, path, Status.TAGGED, digest.size)
 
 
 def _put(
@@ -457,9 +532,12 @@ def _put(
     if_match: str | None = None
     if existing is not None:
         if existing.size == digest.size and matches_etag(digest, existing.etag):
-            state.remember(path, st, digest.sha256, md5=digest.md5, etag=existing.etag)
-            engine.progress.advance(digest.size)
-            return Outcome(uri, path, Status.UNCHANGED, digest.size)
+            same = _same_bytes(
+                engine, state, bucket, key, path, digest, st, encoded, hdf5, existing.etag,
+                overwrite=overwrite, dry_run=dry_run,
+            )  # fmt: skip
+            if same is not None:
+                return same
         try:
             head = storage.head(bucket, key)
         except KeyNotFound:

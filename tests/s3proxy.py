@@ -100,6 +100,8 @@ class S3Proxy:
         self.upstream = (upstream_host, upstream_port)
         self.counts: Counter[str] = Counter()
         self.log: list[tuple[str, str]] = []
+        #: request body bytes received (what clients sent)
+        self.bytes_in = 0
         self.rules = Rules()
         self.lock = threading.Lock()
         self.key_locks: dict[str, threading.Lock] = {}
@@ -134,6 +136,7 @@ class S3Proxy:
         with self.lock:
             self.counts.clear()
             self.log.clear()
+            self.bytes_in = 0
             self.rules = Rules()
 
     def count(self, *kinds: str) -> int:
@@ -150,6 +153,7 @@ class S3Proxy:
         with self.lock:
             self.counts[kind] += 1
             self.log.append((kind, key))
+            self.bytes_in += len(body)
             rules = self.rules
         if rules.before is not None:
             rules.before(h.command, key, split.query)

@@ -187,6 +187,82 @@ def test_an_object_written_by_someone_else_during_the_upload_is_not_replaced(lab
     assert lab.get("shared/race.h5") == theirs
 
 
+def test_an_object_another_tool_uploaded_is_given_metadata_without_its_bytes(lab: Lab) -> None:
+    """Same bytes put earlier with `aws s3 cp` (no user metadata): `up` adds deon's
+    headers in place, so `metadata down` sees the metadata, and sends no body."""
+    src = lab.tmp / "src"
+    f = make_h5(src / "t.h5", {"robot": "sawyer"})
+    lab.put("plain/t.h5", f.read_bytes())  # no metadata
+
+    r = run_deon("up", "s3://lab/plain", str(src))
+
+    assert r.returncode == 0, r.stderr
+    assert "0 uploaded, 1 given metadata" in r.stderr
+    assert lab.proxy.bytes_in < 4096 < f.stat().st_size  # headers only, not the file
+    assert lab.get("plain/t.h5") == f.read_bytes()
+    decoded_ = decoded(lab, "plain/t.h5")
+    assert decoded_.document == {"robot": "sawyer"} and decoded_.sha256 == sha256(f.read_bytes())
+    assert run_deon("metadata", "down", "s3://lab/plain").returncode == 0
+    assert [row["robot"] for row in lab.rows()] == ["sawyer"]
+    lab.proxy.reset()
+
+    r = run_deon("up", "s3://lab/plain", str(src))
+
+    assert "0 uploaded, 1 unchanged" in r.stderr
+    assert lab.proxy.count("PUT", "HEAD") == 0
+
+
+def test_same_bytes_with_someone_elses_metadata_are_left_alone(lab: Lab) -> None:
+    src = lab.tmp / "src"
+    f = make_h5(src / "t.h5", {"robot": "sawyer"})
+    theirs = {"metajson": json.dumps({"robot": "baxter"}), "uid": "1000"}  # deoncli's headers
+    lab.put("old/t.h5", f.read_bytes(), theirs)
+
+    r = run_deon("up", "s3://lab/old", str(src))
+
+    assert r.returncode == 0, r.stderr
+    assert (
+        f"warning: s3://lab/old/t.h5 holds the bytes of {f} but metadata deon did not write; "
+        "left as it is (--overwrite gives it this file's metadata)" in r.stderr
+    )
+    assert lab.head("old/t.h5")["Metadata"] == theirs
+
+    r = run_deon("up", "--overwrite", "s3://lab/old", str(src))
+
+    assert r.returncode == 0, r.stderr
+    assert "1 given metadata" in r.stderr
+    assert decoded(lab, "old/t.h5").document == {"robot": "sawyer"}
+
+
+@pytest.mark.parametrize("case", ["overwrite", "own-update"])
+def test_a_replacement_is_conditional_on_the_etag_it_compared(lab: Lab, case: str) -> None:
+    """Between deon's HEAD and its PUT a colleague writes the key again: the PUT carries
+    If-Match with the ETag deon compared, so it is refused instead of replacing the
+    colleague's new object."""
+    src = lab.tmp / "src"
+    f = make_h5(src / "t.h5", {"v": 1})
+    if case == "overwrite":
+        lab.put("s/t.h5", b"bob's first version")
+        args = ["up", "--overwrite", "s3://lab/s", str(src)]
+    else:
+        assert run_deon("up", "s3://lab/s", str(src)).returncode == 0
+        make_h5(f, {"v": 2}, seed=9)
+        args = ["up", "s3://lab/s", str(src)]
+    newer = b"bob's newer version, written while alice uploads"
+
+    def bob_writes_again(method: str, key: str, query: str) -> None:
+        if method == "PUT" and key == "s/t.h5" and lab.get("s/t.h5") != newer:
+            lab.put("s/t.h5", newer)
+
+    lab.proxy.rules.before = bob_writes_again
+
+    r = run_deon(*args)
+
+    assert r.returncode == 1
+    assert "error: s3://lab/s/t.h5: refused" in r.stderr
+    assert lab.get("s/t.h5") == newer
+
+
 def test_up_dry_run_sends_nothing(lab: Lab) -> None:
     src = lab.tmp / "src"
     make_h5(src / "a.h5", {"x": 1})

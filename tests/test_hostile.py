@@ -380,7 +380,7 @@ def test_truncated_and_corrupt_hdf5_files_go_up_with_a_warning_and_show_exits_2(
     ]
     warned = warnings_of(r.stderr)
     for path in (truncated, corrupt):
-        assert any(str(path) in w and "without metadata" in w for w in warned), r.stderr
+        assert any(str(path) in w and "carries no metadata" in w for w in warned), r.stderr
     assert not any(str(good) in w for w in warned)
     for path in (good, truncated, corrupt):
         key = f"b/{path.name}"
