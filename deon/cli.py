@@ -201,9 +201,8 @@ def _summarize(env: Env, result: Any, verb: str) -> None:
         if n or status in (Status.TRANSFERRED, Status.FAILED):
             parts.append(f"{n} {word}")
     for w in result.warnings:
-        if (
-            "are not HDF5: their objects carry no metadata" in w
-        ):  # per-file warnings were printed as they came
+        # per-file warnings were printed as they came; this one sums them up
+        if "are not HDF5: their objects carry no metadata" in w:
             click.echo(f"warning: {w}", err=True)
     env.log(
         f"{result.action}: {', '.join(parts)}; "
