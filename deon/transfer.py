@@ -587,18 +587,48 @@ class Engine:
             raise
 
     def put_bytes_once(self, bucket: str, key: str, body: bytes) -> None:
-        """Write a small content-addressed object unless it already exists."""
-        # The same name means the same content: if someone wrote it already, all is well.
-        with contextlib.suppress(PreconditionFailed):
+        """Write a small content-addressed object (a metadata sidecar, named by the
+        sha256 of its bytes) unless it already exists with these bytes.
+
+        Other bytes under that name can only be damage or a plant, and would make the
+        metadata of every object pointing at it unreadable: they are replaced (on the
+        condition of their ETag), with a warning.
+        """
+        sha256 = hashlib.sha256(body).hexdigest()
+
+        def put(if_match: str | None) -> None:
             self.storage.put(
                 bucket,
                 key,
                 body,
-                sha256=hashlib.sha256(body).hexdigest(),
+                sha256=sha256,
                 metadata={},
-                if_none_match=True,
+                if_none_match=if_match is None,
+                if_match=if_match,
                 content_type="application/json",
             )
+
+        try:
+            put(None)
+            return
+        except PreconditionFailed:
+            pass  # it exists: the same name should mean the same content
+        try:
+            head, stream = self.storage.get(bucket, key)
+        except KeyNotFound:
+            put(None)  # deleted meanwhile
+            return
+        with stream:
+            there = bytearray()
+            if head.size == len(body):
+                for chunk in stream.iter_chunks():
+                    there += chunk
+        if there == body:
+            return
+        put(head.etag)  # replaces exactly what was compared
+        self.progress.warn(
+            f"s3://{bucket}/{key} held other bytes than the metadata its name stands for; replaced"
+        )
 
 
 def failed(uri: str, local: Path | None, error: BaseException) -> Outcome:

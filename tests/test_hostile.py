@@ -170,6 +170,27 @@ def test_a_document_nested_past_what_a_parser_takes_is_named_not_a_crash(
         assert any("s3://lab/n/deep.h5" in w for w in warnings_of(r.stderr))
 
 
+def test_other_bytes_planted_under_a_sidecar_name_are_replaced(lab: Lab) -> None:
+    """A sidecar is named by the sha256 of its bytes: anything else under that name
+    would make the object's metadata unreadable for everyone, so `up` replaces it."""
+    rng = random.Random(8)
+    doc = {"robot": "franka", "ids": [f"{rng.getrandbits(128):032x}" for _ in range(3000)]}
+    src = lab.tmp / "src"
+    f = make_h5(src / "big.h5", doc)
+    encoded = meta.encode(doc, "0" * 64, lambda d: f"sq/.deon/meta/{d}.json")
+    assert encoded.sidecar is not None
+    lab.put(encoded.sidecar.key, b"garbage planted first")
+
+    r = run_deon("up", "s3://lab/sq", str(src))
+
+    assert r.returncode == 0, r.stderr
+    assert f"s3://lab/{encoded.sidecar.key} held other bytes" in r.stderr
+    assert lab.get(encoded.sidecar.key) == encoded.sidecar.body
+    assert run_deon("metadata", "down", "s3://lab/sq").returncode == 0
+    assert json.loads(lab.rows()[0]["metadata"]) == doc
+    assert lab.get("sq/big.h5") == f.read_bytes()
+
+
 def test_a_megabyte_document_goes_up_to_a_sidecar_and_is_mirrored_whole(lab: Lab) -> None:
     rng = random.Random(7)
     doc = {
