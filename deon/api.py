@@ -271,6 +271,31 @@ def mirror(
     return result
 
 
+def forget(
+    address: str | S3Address, *, settings: config.Settings | None = None, **options: Any
+) -> int:
+    """Stop mirroring a source: remove it from the catalog with the rows under it that
+    no other source covers. Returns how many rows were removed.
+
+    Raises:
+        UsageError: the address is not a source of the catalog.
+    """
+    from deon.catalog.db import open_catalog as _open
+    from deon.errors import UsageError
+
+    s = _settings(settings, **options)
+    target = _address(address)
+    with _open(s.catalog, create=False) as catalog:
+        removed = catalog.forget_source(target.bucket, target.prefix)
+        if removed is None:
+            known = " ".join(src.uri for src in catalog.sources()) or "none"
+            raise UsageError(
+                f"s3://{target.bucket}/{target.prefix} is not a source of the catalog "
+                f"(sources: {known})"
+            )
+    return removed
+
+
 @dataclass(frozen=True)
 class Published:
     """A snapshot written by `publish`."""

@@ -538,6 +538,26 @@ def metadata_publish(env: Env, address: str) -> None:
     env.log(f"metadata publish: {published.objects} objects in {_human(published.nbytes)}")
 
 
+@metadata.command("forget")
+@click.argument("addresses", nargs=-1, required=True)
+@pass_env
+def metadata_forget(env: Env, addresses: tuple[str, ...]) -> None:
+    """Stop mirroring each ADDRESS: remove the source and its rows from the catalog.
+
+    Rows that another source also covers stay. The bucket is not touched.
+
+    \b
+    Example:
+        deon metadata forget s3://lab-data/alcie
+    """
+    from deon import api
+
+    s = env.settings()
+    for address in addresses:
+        removed = api.forget(address, settings=s)
+        env.log(f"metadata forget {address}: {removed} rows removed")
+
+
 @metadata.command("load")
 @click.argument("address", required=False)
 @pass_env

@@ -117,22 +117,18 @@ def _fetch(
     uri = address.uri
     try:
         replacing = dest.exists()
+        if known is None:
+            # An object the catalog does not know: a HEAD tells whether the local file is
+            # current, and the size and ETag let a large download resume after a kill.
+            head = engine.storage.head(address.bucket, address.key)
+            known = Known(head.size, head.etag, expected_sha256(head))
         if replacing and not force:
-            if known is None:  # only a HEAD can tell whether the local file is current
-                head = engine.storage.head(address.bucket, address.key)
-                known = Known(head.size, head.etag, expected_sha256(head))
             if _is_current(engine, address.bucket, address.key, dest, known):
                 engine.progress.advance(known.size)
                 return Outcome(uri, dest, Status.UNCHANGED, known.size)
         if dry_run:
-            return Outcome(uri, dest, Status.PLANNED, known.size if known else 0)
-        got = engine.download(
-            address.bucket,
-            address.key,
-            dest,
-            size=known.size if known else None,
-            etag=known.etag if known else None,
-        )
+            return Outcome(uri, dest, Status.PLANNED, known.size)
+        got = engine.download(address.bucket, address.key, dest, size=known.size, etag=known.etag)
         status = Status.REPLACED if replacing else Status.TRANSFERRED
         return Outcome(uri, dest, status, got.nbytes)
     except Cancelled:
@@ -228,7 +224,18 @@ def down(
             dry_run=dry_run,
         )
 
-    return _collect(result, engine.run(one, tasks()), progress, started)
+    done = _collect(result, engine.run(one, tasks()), progress, started)
+    if not done.outcomes:
+        message = f"nothing under s3://{address.bucket}/{prefix}"
+        if address.key and not address.key.endswith("/"):
+            try:
+                engine.storage.head(address.bucket, address.key)
+                message += f"; {address.uri} is an object: deon pull {address.uri} fetches it"
+            except KeyNotFound:
+                pass
+        done.warnings.append(message)
+        progress.warn(message)
+    return done
 
 
 def _cached_current(

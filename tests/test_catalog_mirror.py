@@ -336,6 +336,34 @@ def test_one_failing_source_does_not_stop_the_others(lab: Lab) -> None:
     assert_no_traceback(r.stderr)
 
 
+def test_a_mistyped_prefix_is_named_and_can_be_forgotten(lab: Lab) -> None:
+    put_doc(lab, "alice/1.h5", {"x": 1})
+    put_doc(lab, "alice/2.h5", {"x": 2})
+    assert run_deon("metadata", "down", "s3://lab/", "s3://lab/alice").returncode == 0
+
+    r = run_deon("metadata", "down", "s3://lab/alcie")
+
+    assert r.returncode == 0
+    assert "warning: nothing under s3://lab/alcie/: it stays a source" in r.stderr
+    assert "deon metadata forget s3://lab/alcie/" in r.stderr
+
+    r = run_deon("metadata", "forget", "s3://lab/alcie")
+
+    assert r.returncode == 0, r.stderr
+    assert "metadata forget s3://lab/alcie: 0 rows removed" in r.stderr
+    r = run_deon("metadata", "forget", "s3://lab/alice")  # s3://lab/ still covers its rows
+    assert "0 rows removed" in r.stderr and len(lab.rows()) == 2
+    r = run_deon("metadata", "forget", "s3://lab")
+    assert "2 rows removed" in r.stderr and lab.rows() == []
+    r = run_deon("metadata", "down")
+    assert r.returncode == 2 and "no sources yet" in r.stderr
+
+    r = run_deon("metadata", "forget", "s3://lab/bob")
+
+    assert r.returncode == 2
+    assert r.stderr.strip() == "Error: s3://lab/bob/ is not a source of the catalog (sources: none)"
+
+
 def test_no_address_and_no_sources_is_a_usage_error(isolated_env: Path) -> None:
     r = run_deon("metadata", "down")
 

@@ -247,6 +247,21 @@ def test_down_refuses_an_address_whose_prefix_leaves_the_data_folder(
     assert lab.proxy.count("LIST", "GET") == 0
 
 
+def test_down_of_an_empty_prefix_or_an_object_key_says_so(lab: Lab) -> None:
+    lab.put("alice/a.h5", b"a")
+
+    r = run_deon("down", "s3://lab/alcie", str(lab.tmp / "d"))
+
+    assert r.returncode == 0
+    assert "warning: nothing under s3://lab/alcie/" in r.stderr
+    r = run_deon("down", "s3://lab/alice/a.h5", str(lab.tmp / "d"))
+
+    assert (
+        "warning: nothing under s3://lab/alice/a.h5/; s3://lab/alice/a.h5 is an object: "
+        "deon pull s3://lab/alice/a.h5 fetches it" in r.stderr
+    )
+
+
 def test_down_dry_run_downloads_nothing(lab: Lab) -> None:
     lab.put("d/a.h5", b"a")
 

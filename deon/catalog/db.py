@@ -301,6 +301,24 @@ class Catalog:
                     .values(endpoint_url=endpoint_url)
                 )
 
+    def forget_source(self, bucket: str, prefix: str) -> int | None:
+        """Remove a source and the rows under it that no other source covers. Returns
+        how many rows went, or None when it is not a source."""
+        with self._lock, self.writer.begin() as conn:
+            found = conn.execute(
+                sources.delete().where(sources.c.bucket == bucket, sources.c.prefix == prefix)
+            ).rowcount
+            if not found:
+                return None
+            others = conn.execute(
+                sa.select(sources.c.prefix).where(sources.c.bucket == bucket)
+            ).scalars()
+            keep = [self._under(p) for p in others]
+            q = objects.delete().where(objects.c.bucket == bucket, self._under(prefix))
+            if keep:
+                q = q.where(sa.not_(sa.or_(*keep)))
+            return int(conn.execute(q).rowcount)
+
     def mark_mirrored(self, bucket: str, prefix: str) -> None:
         with self.writer.begin() as conn:
             conn.execute(

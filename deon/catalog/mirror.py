@@ -365,6 +365,13 @@ def _mirror_one(
         flush(force=True)
     if not registered:
         catalog.add_source(bucket, prefix, safe_url(storage.endpoint_url))
+    if not seen:
+        message = (
+            f"nothing under s3://{bucket}/{prefix}: it stays a source, refreshed by `deon "
+            f"metadata down` (`deon metadata forget s3://{bucket}/{prefix}` removes it)"
+        )
+        result.warnings.append(message)
+        progress.warn(message)
     # The listing was complete: rows of objects no longer listed are gone.
     missing = [(bucket, k) for k in known if k not in seen]
     for i in range(0, len(missing), BATCH_ROWS):
