@@ -122,10 +122,13 @@ def _fetch(
             # current, and the size and ETag let a large download resume after a kill.
             head = engine.storage.head(address.bucket, address.key)
             known = Known(head.size, head.etag, expected_sha256(head))
-        if replacing and not force:
-            if _is_current(engine, address.bucket, address.key, dest, known):
-                engine.progress.advance(known.size)
-                return Outcome(uri, dest, Status.UNCHANGED, known.size)
+        if (
+            replacing
+            and not force
+            and _is_current(engine, address.bucket, address.key, dest, known)
+        ):
+            engine.progress.advance(known.size)
+            return Outcome(uri, dest, Status.UNCHANGED, known.size)
         if dry_run:
             return Outcome(uri, dest, Status.PLANNED, known.size)
         got = engine.download(address.bucket, address.key, dest, size=known.size, etag=known.etag)
