@@ -159,6 +159,28 @@ def run_deon(*args: str, input: str | None = None, timeout: float = 120, **kw: A
     )
 
 
+def run_deon_killed_at_get(lab: Lab, key: str, nth: int, *args: str) -> None:
+    """Run `deon ARGS` and kill -9 it as the proxy receives its nth GET of `key`
+    (that GET is still answered: the process dies while it arrives)."""
+    import signal
+    import time
+
+    proc: subprocess.Popen[bytes] | None = None
+    gets: list[int] = []
+
+    def kill_at_nth_get(method: str, got: str, query: str) -> None:
+        if method == "GET" and got == key:
+            gets.append(1)
+            if len(gets) == nth and proc is not None:
+                proc.send_signal(signal.SIGKILL)
+                time.sleep(0.5)
+
+    lab.proxy.rules.before = kill_at_nth_get
+    proc = subprocess.Popen([*DEON_CMD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+
+
 def assert_no_traceback(text: str) -> None:
     assert "Traceback" not in text, text
 

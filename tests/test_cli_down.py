@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEON_CMD, Lab, assert_no_traceback, run_deon
+from tests.conftest import Lab, assert_no_traceback, run_deon, run_deon_killed_at_get
 
 MiB = 1024 * 1024
 
@@ -184,24 +181,9 @@ def test_an_interrupted_large_download_resumes(lab: Lab) -> None:
     data = os.urandom(48 * MiB)  # six 8 MiB ranges
     lab.put("big/traj.h5", data, sha_meta(data))
     dest = lab.tmp / "dest"
-    proc: subprocess.Popen[bytes] | None = None
-    gets: list[int] = []
 
-    def kill_on_fourth_range(method: str, key: str, query: str) -> None:
-        if method == "GET" and key == "big/traj.h5":
-            gets.append(1)
-            if len(gets) == 4 and proc is not None:
-                proc.send_signal(signal.SIGKILL)
-                time.sleep(0.5)
+    run_deon_killed_at_get(lab, "big/traj.h5", 4, "-j", "1", "down", "s3://lab/big", str(dest))
 
-    lab.proxy.rules.before = kill_on_fourth_range
-    proc = subprocess.Popen(
-        [*DEON_CMD, "-j", "1", "down", "s3://lab/big", str(dest)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGKILL
     assert not (dest / "traj.h5").exists()  # no partial file under the final name
     assert len(list(dest.glob(".deon-tmp-*"))) == 2  # the partial file and its journal
     lab.proxy.reset()

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
-import subprocess
-import time
 
 import pytest
 
 import deon
 from deon.report import Status
-from tests.conftest import DEON_CMD, Lab, assert_no_traceback, run_deon
+from tests.conftest import Lab, assert_no_traceback, run_deon, run_deon_killed_at_get
 
 
 def test_pull_from_arguments(lab: Lab) -> None:
@@ -119,24 +116,9 @@ def test_an_interrupted_pull_of_an_object_the_catalog_does_not_know_resumes(lab:
     ranges and a re-run after kill -9 fetches only what was not finished."""
     data = os.urandom(48 * 1024 * 1024)  # six 8 MiB ranges
     lab.put("big/traj.h5", data, {"deon-sha256": hashlib.sha256(data).hexdigest()})
-    proc: subprocess.Popen[bytes] | None = None
-    gets: list[int] = []
 
-    def kill_on_fourth_range(method: str, key: str, query: str) -> None:
-        if method == "GET" and key == "big/traj.h5":
-            gets.append(1)
-            if len(gets) == 4 and proc is not None:
-                proc.send_signal(signal.SIGKILL)
-                time.sleep(0.5)
+    run_deon_killed_at_get(lab, "big/traj.h5", 4, "-j", "1", "pull", "s3://lab/big/traj.h5")
 
-    lab.proxy.rules.before = kill_on_fourth_range
-    proc = subprocess.Popen(
-        [*DEON_CMD, "-j", "1", "pull", "s3://lab/big/traj.h5"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGKILL
     dest = lab.data_dir / "lab" / "big" / "traj.h5"
     assert not dest.exists()
     lab.proxy.reset()
