@@ -19,6 +19,7 @@ import click
 
 from deon import __version__, config
 from deon.errors import DeonError, ExitStatus, UsageError
+from deon.output import printable
 
 # -- error handling -------------------------------------------------------------------------
 
@@ -27,7 +28,8 @@ class DeonClickError(click.ClickException):
     """A library error shown as one line, with the library's exit status."""
 
     def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
+        # Messages name keys and files, which may hold control characters.
+        super().__init__(printable(message))
         self.exit_code = exit_code  # type: ignore[misc]
 
 
@@ -44,6 +46,89 @@ def _quiet_stdout() -> None:
         pass
 
 
+def _option_check(param: click.Option) -> Any:
+    """A config.Check accepting the TOML values click takes for this option."""
+    kind = param.type
+    bounded = isinstance(kind, (click.IntRange, click.FloatRange, click.Choice))
+    if param.is_bool_flag or isinstance(kind, click.types.BoolParamType):
+        types: tuple[type, ...] = (bool,)
+        expected = "true or false"
+    elif isinstance(kind, click.types.IntParamType):
+        types, expected = (int,), "a whole number"
+    elif isinstance(kind, click.types.FloatParamType):
+        types, expected = (int, float), "a number"
+    elif isinstance(kind, click.Choice):
+        types = (str,)
+        expected = "one of " + ", ".join(f'"{c}"' for c in kind.choices)
+    else:
+        types, expected = (str,), "a string"
+    if isinstance(kind, (click.IntRange, click.FloatRange)):
+        if kind.max is None:
+            expected += f" of at least {kind.min}"
+        elif kind.min is None:
+            expected += f" of at most {kind.max}"
+        else:
+            expected += f" from {kind.min} to {kind.max}"
+
+    def one(value: Any) -> bool:
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            return False
+        if bounded:
+            try:
+                kind.convert(value, param, None)
+            except click.BadParameter:
+                return False
+        return True
+
+    def check(value: Any) -> str | None:
+        if param.multiple:
+            ok = isinstance(value, list) and all(one(v) for v in value)
+            return None if ok else f"a list, each item {expected}"
+        return None if one(value) else expected
+
+    return check
+
+
+def _config_names(param: click.Option) -> list[str]:
+    """The keys that set an option in the config file: its name in click's default_map
+    (`fmt`), then its long option spelled with `_` (`format` for --format)."""
+    assert param.name is not None
+    long = [o[2:].replace("-", "_") for o in param.opts if o.startswith("--")]
+    return [param.name, *(n for n in long if n != param.name)]
+
+
+def _config_options(command: click.Command) -> list[click.Option]:
+    return [p for p in command.params if isinstance(p, click.Option) and p.expose_value]
+
+
+def _config_schema(command: click.Command) -> dict[str, Any]:
+    """What the config file may hold for a command: its options, a table per subcommand."""
+    schema: dict[str, Any] = {}
+    for param in _config_options(command):
+        check = _option_check(param)
+        schema.update(dict.fromkeys(_config_names(param), check))
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            schema[name] = _config_schema(sub)
+    return schema
+
+
+def _default_map(command: click.Command, values: dict[str, Any]) -> dict[str, Any]:
+    """Checked config values keyed as click's default_map wants them (`format` → `fmt`)."""
+    out = dict(values)
+    for param in _config_options(command):
+        name, *aliases = _config_names(param)
+        for alias in aliases:
+            if alias in out:
+                value = out.pop(alias)
+                out.setdefault(name, value)
+    if isinstance(command, click.Group):
+        for sub_name, sub in command.commands.items():
+            if isinstance(out.get(sub_name), dict):
+                out[sub_name] = _default_map(sub, out[sub_name])
+    return out
+
+
 class DeonGroup(click.Group):
     """Loads the config file into click's default_map and maps every error to one line."""
 
@@ -52,9 +137,13 @@ class DeonGroup(click.Group):
     ) -> Any:
         if parent is None and "default_map" not in extra:
             try:
-                extra["default_map"] = config.load_config_file()
+                loaded = config.read_config_file(schema=_config_schema(self))
             except DeonError as e:
                 raise DeonClickError(str(e), e.exit_status) from e
+            if not extra.get("resilient_parsing"):  # not while completing the shell's line
+                for warning in loaded.warnings:
+                    click.echo(f"warning: {printable(warning)}", err=True)
+            extra["default_map"] = _default_map(self, loaded.values)
         return super().make_context(info_name, args, parent=parent, **extra)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -95,8 +184,9 @@ class Env:
         return config.load_settings(**self.overrides)
 
     def log(self, message: str) -> None:
+        """One line of chatter on stderr (none with -q)."""
         if not self.quiet:
-            click.echo(message, err=True)
+            click.echo(printable(message), err=True)
 
 
 pass_env = click.make_pass_decorator(Env)
@@ -160,7 +250,9 @@ def _make_progress(env: Env, record: Any) -> Any:
                 if self.bar is not None:
                     self.bar.set_postfix_str(f"{self.done}/{self.items} files", refresh=False)
                 if outcome.status is Status.FAILED:
-                    tqdm.write(f"error: {outcome.uri}: {outcome.message}", file=sys.stderr)
+                    tqdm.write(
+                        printable(f"error: {outcome.uri}: {outcome.message}"), file=sys.stderr
+                    )
                     return
                 line = record(outcome)
                 if line is None:
@@ -174,7 +266,7 @@ def _make_progress(env: Env, record: Any) -> Any:
             from tqdm import tqdm
 
             with self.lock:
-                tqdm.write(f"warning: {message}", file=sys.stderr)
+                tqdm.write(f"warning: {printable(message)}", file=sys.stderr)
 
         def end(self) -> None:
             with self.lock:
@@ -203,7 +295,7 @@ def _summarize(env: Env, result: Any, verb: str) -> None:
     for w in result.warnings:
         # per-file warnings were printed as they came; this one sums them up
         if "are not HDF5: their objects carry no metadata" in w:
-            click.echo(f"warning: {w}", err=True)
+            click.echo(f"warning: {printable(w)}", err=True)
     env.log(
         f"{result.action}: {', '.join(parts)}; "
         f"{_human(result.bytes_transferred)} in {result.seconds:.1f} s"
@@ -461,7 +553,7 @@ class _Counter:
                 from tqdm import tqdm
 
                 with self.lock:
-                    tqdm.write(f"warning: {message}", file=sys.stderr)
+                    tqdm.write(f"warning: {printable(message)}", file=sys.stderr)
 
             def end(self) -> None:
                 with self.lock:
@@ -503,7 +595,7 @@ def metadata_down(env: Env, addresses: tuple[str, ...], no_snapshot: bool) -> No
     if addresses and len(errors) == len(addresses) and isinstance(errors[0], UsageError):
         raise errors[0]  # nothing could be done, for a reason in the input: exit 2
     for uri, message in result.failed:
-        click.echo(f"error: {uri}: {message}", err=True)
+        click.echo(printable(f"error: {uri}: {message}"), err=True)
     env.log(
         f"metadata down {' '.join(result.sources)}: {result.new} new"
         + (f" ({result.from_snapshot} from a snapshot)" if result.from_snapshot else "")
@@ -927,31 +1019,38 @@ def show(file: Path, png: Path | None, frames: int, as_json: bool) -> None:
 
     from deon import api
     from deon.hdf5 import contact_sheet
+    from deon.output import json_printable
 
+    # Names, attribute values and the metadata come from the file: any control
+    # character is shown escaped, so that none reaches the terminal.
     d = api.show(file)
     if as_json:
-        click.echo(json.dumps(d.to_dict(), indent=2, ensure_ascii=False))
+        click.echo(json_printable(json.dumps(d.to_dict(), indent=2, ensure_ascii=False)))
     else:
-        click.echo(f"{d.path}  ({_human(d.size)})")
+        click.echo(printable(f"{d.path}  ({_human(d.size)})"))
         for node in d.nodes:
             depth = 0 if node.path == "/" else node.path.count("/")
             indent = "  " * depth
             name = node.path if node.path == "/" else node.path.rsplit("/", 1)[1]
             if node.kind == "dataset":
-                click.echo(f"{indent}{name}  {node.shape} {node.dtype}")
+                click.echo(f"{indent}{printable(name)}  {node.shape} {node.dtype}")
             else:
-                click.echo(f"{indent}{name}{'' if name.endswith('/') else '/'}")
+                click.echo(f"{indent}{printable(name)}{'' if name.endswith('/') else '/'}")
             for attr, value in node.attrs.items():
-                click.echo(f"{indent}  @{attr} = {value}")
+                click.echo(f"{indent}  @{printable(attr)} = {printable(value)}")
         click.echo("")
         if d.metadata.status == "ok":
             click.echo("metadata:")
-            click.echo(json.dumps(d.metadata.document, indent=2, ensure_ascii=False))
+            click.echo(
+                json_printable(json.dumps(d.metadata.document, indent=2, ensure_ascii=False))
+            )
         else:
-            click.echo(f"metadata: none ({d.metadata.detail})")
+            click.echo(printable(f"metadata: none ({d.metadata.detail})"))
     if png is not None:
         rows = contact_sheet(file, png, frames=frames)
-        click.echo(f"wrote {png} ({rows} camera stream(s) x up to {frames} frames)", err=True)
+        click.echo(
+            printable(f"wrote {png} ({rows} camera stream(s) x up to {frames} frames)"), err=True
+        )
 
 
 @cli.command()

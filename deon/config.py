@@ -2,7 +2,9 @@
 
 Precedence, as in click: explicit argument (command-line flag) > environment variable >
 config file > default. The config file is `config.toml` in the per-user config folder
-(`$DEON_CONFIG_DIR`, else `$XDG_CONFIG_HOME/deon`, else `~/.config/deon`).
+(`$DEON_CONFIG_DIR`, else `$XDG_CONFIG_HOME/deon`, else `~/.config/deon`). It is checked
+when it is read: a value of the wrong type is an error naming the file and the key, an
+unknown key a warning.
 AWS credentials are left to boto3's usual chain (env, profile, SSO, instance role).
 """
 
@@ -10,9 +12,10 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from deon.errors import ConfigError
 
@@ -30,6 +33,32 @@ DEFAULT_JOBS = 16
 
 #: the keys a config file may set at top level
 SETTING_KEYS = ("endpoint_url", "profile", "catalog", "data_dir", "jobs")
+
+#: Checks one config value: returns None when it is fine, else what was expected
+#: ("a string", "true or false").
+Check = Callable[[Any], str | None]
+#: What a config file, or one of its tables, may hold: for each key, a check of its
+#: value, or the schema of the table it must be.
+Schema = Mapping[str, Union[Check, "Schema"]]
+
+
+def _string(value: Any) -> str | None:
+    return None if isinstance(value, str) else "a string"
+
+
+def _positive_int(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return None if ok else "a whole number of at least 1"
+
+
+#: The checks of the settings the library reads from the file.
+SETTING_CHECKS: dict[str, Check] = {
+    "endpoint_url": _string,
+    "profile": _string,
+    "catalog": _string,
+    "data_dir": _string,
+    "jobs": _positive_int,
+}
 
 
 def _home() -> Path:
@@ -70,13 +99,102 @@ def config_path() -> Path:
     return config_dir() / CONFIG_FILE_NAME
 
 
-def load_config_file(path: Path | None = None) -> dict[str, Any]:
-    """Read the TOML config file; a missing file is an empty config.
+@dataclass(frozen=True)
+class ConfigFile:
+    """A config file as read and checked: its known keys, and a warning per unknown key."""
+
+    path: Path
+    values: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _describe(value: Any) -> str:
+    """A TOML value as a person wrote it, short and on one line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    text = repr(value)  # repr escapes newlines and other control characters
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _check_table(
+    path: Path, table: dict[str, Any], schema: Schema, prefix: str, warnings: list[str]
+) -> dict[str, Any]:
+    """The keys of `table` that `schema` knows, each checked; a warning for each other."""
+    import difflib
+
+    known: dict[str, Any] = {}
+    for key, value in table.items():
+        name = prefix + key
+        rule = schema.get(key)
+        if rule is None:
+            close = difflib.get_close_matches(key, list(schema), n=1)
+            hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+            warnings.append(f"config file {path}: unknown key {name} ignored{hint}")
+        elif isinstance(rule, Mapping):
+            if not isinstance(value, dict):
+                command = name.replace(".", " ")
+                raise ConfigError(
+                    f"config file {path}: {name} must be a table ([{name}]) of options "
+                    f"for `deon {command}`, not {_describe(value)}"
+                )
+            known[key] = _check_table(path, value, rule, name + ".", warnings)
+        else:
+            expected = rule(value)
+            if expected is not None:
+                raise ConfigError(
+                    f"config file {path}: {name} must be {expected}, not {_describe(value)}"
+                )
+            known[key] = value
+    return known
+
+
+def _both(first: Check, second: Check) -> Check:
+    return lambda value: first(value) or second(value)
+
+
+def read_config_file(path: Path | None = None, schema: Schema | None = None) -> ConfigFile:
+    """Read and check the TOML config file; a missing file is an empty config.
+
+    Args:
+        path: the file (default: `config.toml` in `config_dir()`).
+        schema: what the file may hold besides the settings of SETTING_CHECKS (the CLI
+            passes its global options and a table per command). The settings are
+            checked by SETTING_CHECKS first, then by the schema too.
+
+    Returns:
+        The known keys, checked, and a warning for each key neither knows (left out
+        of the values).
 
     Raises:
-        ConfigError: the file exists but is not valid TOML.
+        ConfigError: the file cannot be read, is not valid TOML, or holds a value of
+            the wrong type.
     """
     path = path or config_path()
+    data = _parse(path)
+    rules: dict[str, Any] = dict(schema or {})
+    for key, check in SETTING_CHECKS.items():
+        also = rules.get(key)
+        # Both must accept: the library's check, then the command line's (its range).
+        rules[key] = _both(check, also) if callable(also) else check
+    warnings: list[str] = []
+    values = _check_table(path, data, rules, "", warnings)
+    return ConfigFile(path, values, warnings)
+
+
+def load_config_file(path: Path | None = None) -> dict[str, Any]:
+    """The settings a config file holds, checked (see `read_config_file`).
+
+    Raises:
+        ConfigError: the file cannot be read, is not valid TOML, or holds a setting of
+            the wrong type.
+    """
+    return read_config_file(path).values
+
+
+def _parse(path: Path) -> dict[str, Any]:
+    """The TOML document in `path`; a missing file is an empty one."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

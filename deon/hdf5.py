@@ -144,7 +144,7 @@ def _short(value: Any, limit: int = 60) -> str:
         return f"array {value.shape} {value.dtype}"
     if isinstance(value, (bytes, np.bytes_)):
         value = bytes(value).decode("utf-8", errors="replace")
-    text = str(value).replace("\n", " ")
+    text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -1,4 +1,5 @@
-"""Turning catalog rows into lines of output: URIs, keys, JSON lines, CSV, a table.
+"""Turning catalog rows into lines of output: URIs, keys, JSON lines, CSV, a table;
+and making untrusted text (keys, filenames, HDF5 contents) safe to show on a terminal.
 
 Formatting only; the CLI does the printing. Rows are streamed except for `table`,
 which needs every row to size its columns.
@@ -10,6 +11,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,6 +20,49 @@ from deon.errors import QueryError
 FORMATS = ("uri", "key", "json", "csv", "table")
 #: Longest cell in --format table before it is cut with "…".
 TABLE_CELL = 48
+
+
+# C0 controls, DEL, C1 controls and UTF-16 surrogates (a str holds them when it was
+# decoded with surrogateescape, as filenames and h5py strings are, or came from a JSON
+# "\ud800" escape). A terminal acts on the first three (ESC starts a sequence that can
+# clear the screen or set the window title) and a UTF-8 stream cannot encode the last.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# What json.dumps leaves unescaped of those (it escapes C0 inside strings; outside them
+# there are only the newlines of indentation, which must stay).
+_JSON_UNPRINTABLE = re.compile(r"[\x7f-\x9f\ud800-\udfff]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """Text that is safe to show a person on a terminal, on one line.
+
+    Control characters (C0, DEL, C1) and lone surrogates are written as Python-style
+    escapes (`\\x1b`, `\\n`, `\\ud800`); everything else is kept as it is. For
+    human-facing lines only: data meant for pipes must stay exact.
+    """
+    if _UNPRINTABLE.search(text) is None:
+        return text
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def json_printable(text: str) -> str:
+    """JSON text (from `json.dumps(..., ensure_ascii=False)`) made safe for a terminal.
+
+    `json.dumps` escapes C0 controls but passes DEL, C1 controls and lone surrogates
+    through; they can only occur inside JSON strings, so writing them as `\\uXXXX`
+    keeps the text valid JSON that decodes to the same value.
+    """
+    if _JSON_UNPRINTABLE.search(text) is None:
+        return text
+    return _JSON_UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _jsonable(column: str, value: Any) -> Any:

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from deon.config import Settings
+from deon.output import printable
 from deon.uri import parse_address
 
 
@@ -55,7 +56,7 @@ def make_namespace(settings: Settings, address: str | None = None) -> tuple[dict
         """Download the selected objects (rows of df, or URIs); returns local paths."""
         result = deon.pull(_uris(selection), force=force, settings=settings)
         for outcome in result.failed:
-            print(f"failed: {outcome.uri}: {outcome.message}")
+            print(printable(f"failed: {outcome.uri}: {outcome.message}"))
         return [str(o.local) for o in result.outcomes if o.ok and o.local is not None]
 
     example = _example_filter(df, catalog)

@@ -325,3 +325,23 @@ def test_metadata_document_is_exactly_the_attribute(lab: Lab) -> None:
     for name, doc in docs.items():
         got = decoded(lab, f"odd/{name}").document
         assert json.dumps(got) == json.dumps(doc)
+
+
+def test_lines_naming_files_with_control_characters_are_one_escaped_line_each(lab: Lab) -> None:
+    src = lab.tmp / "in\x1b]0;pwned\x07\nbox"
+    make_h5(src / "none.h5")  # no metadata attribute: uploaded, with a warning naming it
+    make_h5(src / "new\nline.h5", {"robot": "sawyer"})  # refused: no key may hold these
+    make_h5(src / "esc\x1b[2J.h5", {"robot": "sawyer"})
+
+    r = run_deon("up", "s3://lab/alice", str(src))
+
+    assert r.returncode == 1, r.stderr
+    assert r.stdout == "s3://lab/alice/none.h5\n"
+    lines = r.stderr.splitlines()
+    shown = str(lab.tmp / "in\\x1b]0;pwned\\x07\\nbox")
+    assert sorted(lines[:-1]) == [
+        "error: s3://lab/alice/esc\\x1b[2J.h5: unshareable name: control character in key",
+        "error: s3://lab/alice/new\\nline.h5: unshareable name: control character in key",
+        f"warning: {shown}/none.h5: no 'metadata' attribute; uploaded without metadata",
+    ]
+    assert lines[-1].startswith("up: 1 uploaded, 2 failed")

@@ -631,7 +631,7 @@ def test_keys_with_a_tab_or_bidi_controls_are_handled_and_stay_one_record(lab: L
     assert r.returncode == 1, r.stderr  # the tab is refused
     assert_no_traceback(r.stderr)
     assert any(
-        line.startswith(f"error: s3://lab/{tab}: refused unsafe key")
+        line.startswith("error: s3://lab/w/a\\tb.h5: refused unsafe key")  # shown escaped
         for line in r.stderr.splitlines()
     ), r.stderr
     assert files_under(dest) == {"plain.h5": b"w/plain.h5", bidi[2:]: bidi.encode()}
@@ -661,3 +661,34 @@ def test_a_key_with_a_carriage_return_survives_query_into_pull(lab: Lab) -> None
     assert not (lab.data_dir / "lab" / "w" / "victim.h5").exists(), err
     assert p.returncode == 1, err
     assert "refused unsafe key" in err
+
+
+def test_lines_naming_keys_with_control_characters_are_one_escaped_line_each(lab: Lab) -> None:
+    keys = {
+        "w/osc\x1b]0;pwned\x07.h5": "w/osc\\x1b]0;pwned\\x07.h5",
+        "w/cr\rover.h5": "w/cr\\rover.h5",  # moto cannot store a newline in a key
+        "w/csi\x9b2J.h5": "w/csi\\x9b2J.h5",
+    }
+    for key in keys:
+        lab.put(key, b"x", {"deon-meta": "yaml:robot: sawyer"})  # metadata deon cannot read
+    put_doc(lab, "w/plain.h5", {"robot": "sawyer"})
+
+    down = run_deon("down", "s3://lab/w", str(lab.tmp / "dest"))
+    pull = run_deon("pull", *(f"s3://lab/{k}" for k in keys))
+    mirror = run_deon("metadata", "down", "s3://lab/w")
+
+    assert (down.returncode, pull.returncode, mirror.returncode) == (1, 1, 0)
+    for r in (down, pull, mirror):
+        assert_no_traceback(r.stderr)
+        assert not {"\x1b", "\x07", "\x9b", "\r"} & set(r.stderr), r.stderr
+    for r in (down, pull):
+        errors = sorted(line for line in r.stderr.splitlines() if line.startswith("error:"))
+        assert errors == sorted(
+            f"error: s3://lab/{shown}: refused unsafe key: control character in key"
+            for shown in keys.values()
+        ), r.stderr
+    warned = warnings_of(mirror.stderr)
+    for shown in keys.values():
+        assert [w for w in warned if f"s3://lab/{shown}:" in w], mirror.stderr
+    assert len(mirror.stderr.splitlines()) == len(warned) + 1  # and the summary
+    assert {r["key"] for r in lab.rows()} == {*keys, "w/plain.h5"}

@@ -1,4 +1,4 @@
-"""Output formats of `deon query` (deon/output.py format_rows)."""
+"""Output formats of `deon query` (deon/output.py format_rows), and text made printable."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deon.errors import QueryError, UsageError
-from deon.output import FORMATS, TABLE_CELL, format_rows
+from deon.output import FORMATS, TABLE_CELL, format_rows, json_printable, printable
 
 COLUMNS = ["bucket", "key", "uri", "size", "metadata"]
 ROWS = [
@@ -232,3 +232,46 @@ def test_unknown_format_is_a_query_error(fmt: str) -> None:
         list(format_rows(COLUMNS, ROWS, fmt))
     for known in FORMATS:
         assert known in str(info.value)
+
+
+# -- printable text -------------------------------------------------------------------------
+
+UNPRINTABLE = {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000)]}
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("\x1b]0;pwned\x07", "\\x1b]0;pwned\\x07"),
+        ("a\x1b[2Jb", "a\\x1b[2Jb"),
+        ("line\nnext\r\tx", "line\\nnext\\r\\tx"),
+        ("\x00\x7f\x85\x9b", "\\x00\\x7f\\x85\\x9b"),
+        ("\ud800 and \udcff", "\\ud800 and \\udcff"),
+        ("plain s3://lab/a b/ü €/😀\\x1b", "plain s3://lab/a b/ü €/😀\\x1b"),
+    ],
+)
+def test_printable_escapes_control_characters_and_lone_surrogates(text: str, shown: str) -> None:
+    assert printable(text) == shown
+
+
+@given(st.text(alphabet=st.characters(exclude_categories=())))  # surrogates too
+def test_printable_text_is_one_safe_line_and_keeps_everything_else(text: str) -> None:
+    shown = printable(text)
+
+    assert not UNPRINTABLE & set(shown)
+    shown.encode("utf-8")  # never raises
+    if not UNPRINTABLE & set(text):
+        assert shown == text
+
+
+@given(
+    st.recursive(
+        st.none() | st.text() | st.integers(), lambda c: st.lists(c) | st.dictionaries(st.text(), c)
+    )
+)
+def test_json_printable_is_safe_and_decodes_to_the_same_value(value: Any) -> None:
+    text = json_printable(json.dumps(value, indent=2, ensure_ascii=False))
+
+    assert not (UNPRINTABLE - {"\n"}) & set(text)
+    text.encode("utf-8")
+    assert json.loads(text) == value
