@@ -33,6 +33,12 @@ class DeonClickError(click.ClickException):
         self.exit_code = exit_code  # type: ignore[misc]
 
 
+def _one_line(e: click.UsageError) -> DeonClickError:
+    """Click's usage error (usage, a hint and the error on three lines) as one line."""
+    where = e.ctx.command_path if e.ctx is not None else "deon"
+    return DeonClickError(f"{e.format_message()} (see '{where} --help')", ExitStatus.USAGE)
+
+
 def _debug() -> bool:
     return os.environ.get(config.ENV_DEBUG, "") not in ("", "0")
 
@@ -144,11 +150,16 @@ class DeonGroup(click.Group):
                 for warning in loaded.warnings:
                     click.echo(f"warning: {printable(warning)}", err=True)
             extra["default_map"] = _default_map(self, loaded.values)
-        return super().make_context(info_name, args, parent=parent, **extra)
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            raise _one_line(e) from e
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:
+            raise _one_line(e) from e
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except DeonError as e:

@@ -430,3 +430,25 @@ def test_show_never_prints_control_characters_from_the_file(tmp_path: Path) -> N
     assert nodes["/g\x1b[2J"]["attrs"] == {"title\x9b": "v\x1b]0;pwned\x07\nnext"}
     assert "/g\x1b[2J/d\rx" in nodes
     assert d["metadata"] == {"note": "\x1b[2J\x9b\x7f"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["up"], "Error: Missing argument 'ADDRESS'. (see 'deon up --help')"),
+        (["nosuch"], "Error: No such command 'nosuch'. (see 'deon --help')"),
+        (
+            ["-j", "0", "buckets"],
+            "Error: Invalid value for '-j' / '--jobs': 0 is not in the range 1<=x<=512. "
+            "(see 'deon --help')",
+        ),
+    ],
+)
+def test_a_usage_mistake_is_one_line_with_the_help_to_read(
+    isolated_env: Path, args: list[str], message: str
+) -> None:
+    r = run_deon(*args)
+
+    assert r.returncode == 2
+    assert r.stderr.strip() == message
+    assert r.stdout == ""
