@@ -27,7 +27,8 @@ class DeonClickError(click.ClickException):
     """A library error shown as one line, with the library's exit status."""
 
     def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
+        # Drivers' messages can span lines (SQLAlchemy appends the SQL, psycopg a hint).
+        super().__init__(" ".join(line.strip() for line in message.strip().splitlines()))
         self.exit_code = exit_code  # type: ignore[misc]
 
 
@@ -581,10 +582,15 @@ def metadata_load(env: Env, address: str | None) -> None:
     type=click.Choice(["uri", "key", "json", "csv", "table"]),
     default="uri",
     show_default=True,
-    help="Output: one URI per line, keys, JSON lines, CSV, or a table.",
+    help="Output: one URI per line, keys, JSON lines (typed), CSV, or a table.",
 )
 @click.option("-n", "--limit", type=click.IntRange(0), help="At most this many rows.")
-@click.option("-c", "--count", is_flag=True, help="Print only the number of matching rows.")
+@click.option(
+    "-c",
+    "--count",
+    is_flag=True,
+    help="Print only the number of rows the query would print (at most --limit).",
+)
 @click.option(
     "--columns",
     "list_columns",
@@ -635,15 +641,16 @@ def query(
                 click.echo(line)
             return
         if count:
-            click.echo(count_rows(reader, where, sql))
+            click.echo(count_rows(reader, where, sql, limit))
             return
         # URIs and keys need one narrow column, not the whole (wide) rows.
         columns, rows_iter = run(
             reader, where=where, sql=sql, limit=limit, columns=fmt if fmt in ("uri", "key") else "*"
         )
+        kinds = reader.column_kinds() if fmt == "json" else None
         out = sys.stdout
         buffer: list[str] = []
-        for line in format_rows(columns, rows_iter, fmt):
+        for line in format_rows(columns, rows_iter, fmt, kinds):
             buffer.append(line)
             if len(buffer) >= 4096:
                 out.write("\n".join(buffer) + "\n")
