@@ -537,6 +537,31 @@ def metadata_publish(env: Env, address: str) -> None:
     env.log(f"metadata publish: {published.objects} objects in {_human(published.nbytes)}")
 
 
+def _run_script(script: str, ns: dict[str, Any]) -> None:
+    """Run piped commands as `python -` runs a script: an error in them stops it with
+    Python's own traceback of their code on stderr (not a deon error) and exit status 1;
+    `sys.exit(n)` exits with n."""
+    import linecache
+    import traceback
+
+    linecache.cache["<stdin>"] = (len(script), None, script.splitlines(True), "<stdin>")
+    try:
+        code = compile(script, "<stdin>", "exec")
+    except (SyntaxError, ValueError) as e:  # ValueError: a NUL byte in the script
+        sys.stderr.write("".join(traceback.format_exception_only(e)))
+        raise click.exceptions.Exit(ExitStatus.ERROR) from None
+    try:
+        exec(code, ns)  # noqa: S102 - the user's own code
+    except (BrokenPipeError, KeyboardInterrupt):
+        raise  # `| head` and Ctrl-C end deon as they end any command
+    except Exception as e:
+        sys.stdout.flush()
+        # The traceback starts in the user's code, as Python's would: this frame is left out.
+        tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+        sys.stderr.write("".join(traceback.format_exception(type(e), e, tb)))
+        raise click.exceptions.Exit(ExitStatus.ERROR) from None
+
+
 @metadata.command("load")
 @click.argument("address", required=False)
 @pass_env
@@ -558,8 +583,7 @@ def metadata_load(env: Env, address: str | None) -> None:
     ns, banner = make_namespace(env.settings(), address)
     if not _stdin_is_tty():
         # Commands from a pipe: run them as a script; stdout carries only their output.
-        script = sys.stdin.read()
-        exec(compile(script, "<stdin>", "exec"), ns)  # noqa: S102 - the user's own code
+        _run_script(sys.stdin.read(), ns)
         return
     try:
         from IPython import start_ipython

@@ -419,3 +419,44 @@ def test_query_on_a_sqlite_catalog_imports_neither_sqlalchemy_nor_pandas(mirrore
 
     assert len(r.stdout.splitlines()) == 9
     assert r.stderr == "[]\n"
+
+
+def test_an_error_in_piped_load_commands_is_shown_as_python_shows_it(mirrored: Lab) -> None:
+    script = "print('before')\ndef f(d):\n    return d['nope']\nf({})\nprint('after')\n"
+
+    r = run_deon("metadata", "load", input=script)
+
+    assert r.returncode == 1
+    assert r.stdout == "before\n"
+    assert r.stderr.splitlines() == [
+        "Traceback (most recent call last):",
+        '  File "<stdin>", line 4, in <module>',
+        "    f({})",
+        '  File "<stdin>", line 3, in f',
+        "    return d['nope']",
+        "           ~^^^^^^^^",
+        "KeyError: 'nope'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("script", "status", "last_line"),
+    [
+        ("1/0\n", 1, "ZeroDivisionError: division by zero"),
+        ("print(\n", 1, "SyntaxError: '(' was never closed"),
+        ("import sys\nsys.exit(3)\n", 3, None),
+        ("raise SystemExit('bye')\n", 1, "bye"),
+        ("print(len(df))\n", 0, None),
+    ],
+)
+def test_piped_load_commands_exit_as_python_does(
+    mirrored: Lab, script: str, status: int, last_line: str | None
+) -> None:
+    r = run_deon("metadata", "load", input=script)
+    python = subprocess.run(
+        [sys.executable, "-"], input=script.replace("len(df)", "12"), capture_output=True, text=True
+    )
+
+    assert r.returncode == python.returncode == status
+    assert (r.stderr.splitlines()[-1] if r.stderr else None) == last_line
+    assert "unexpected" not in r.stderr and "deon/" not in r.stderr
