@@ -122,3 +122,16 @@ def test_an_empty_file_or_database_becomes_a_catalog(lab: Lab, empty: str) -> No
 
     assert r.returncode == 0, r.stderr
     assert run_deon("--catalog", str(path), "query").stdout == "s3://lab/p/a.h5\n"
+
+
+def test_a_catalog_path_with_url_characters_is_that_file(lab: Lab) -> None:
+    lab.put("p/a.h5", b"bytes")
+    path = lab.tmp / "50% of q?a#1.sqlite"
+
+    assert run_deon("--catalog", str(path), "metadata", "down", "s3://lab/p").returncode == 0
+    r = run_deon("--catalog", str(path), "query")
+
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "s3://lab/p/a.h5\n"
+    made = {p.name for p in lab.tmp.iterdir() if p.name.startswith("50")}
+    assert path.name in made and made <= {path.name, f"{path.name}-wal", f"{path.name}-shm"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from deon.errors import UsageError
 
@@ -30,7 +31,8 @@ def resolve_url(catalog: str) -> str:
             if catalog.startswith(scheme):
                 return "postgresql+psycopg://" + catalog[len(scheme) :]
         return catalog
-    return f"sqlite:///{Path(catalog).expanduser()}"
+    # Quoted: SQLAlchemy decodes %XX in the database part and cuts it at "?".
+    return f"sqlite:///{quote(str(Path(catalog).expanduser()), safe='/')}"
 
 
 def plain_path(catalog: str) -> Path | None:
