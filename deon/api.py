@@ -380,11 +380,11 @@ class _CatalogHints:
             self.tried = True
             if "://" in self.s.catalog or Path(self.s.catalog).expanduser().exists():
                 from deon.catalog.db import open_catalog as _open
-                from deon.errors import DeonError
+                from deon.errors import CatalogError
 
                 try:
                     self.catalog = _open(self.s.catalog, create=False)
-                except DeonError:
+                except CatalogError:  # unreachable now: HEADs decide instead
                     self.catalog = None
         if self.catalog is None or not uris:
             return {}
@@ -423,12 +423,14 @@ def _catalog_knowledge(s: config.Settings, uris: list[str]) -> dict[str, sync.Kn
     if "://" not in s.catalog and not Path(s.catalog).expanduser().exists():
         return {}  # no catalog yet: do not pay for importing SQLAlchemy
     from deon.catalog.db import open_catalog as _open
-    from deon.errors import DeonError
+    from deon.errors import CatalogError
 
+    # A --catalog that is not a catalog (UsageError) is refused, as by every command;
+    # one that cannot be reached now only costs HEADs.
     try:
         with _open(s.catalog, create=False) as catalog:
             rows = catalog.known(uris)
-    except DeonError:
+    except CatalogError:
         return {}
     return {uri: sync.Known(size, etag, sha) for uri, (size, etag, sha) in rows.items()}
 

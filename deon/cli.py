@@ -28,8 +28,10 @@ class DeonClickError(click.ClickException):
     """A library error shown as one line, with the library's exit status."""
 
     def __init__(self, message: str, exit_code: int) -> None:
-        # Messages name keys and files, which may hold control characters.
-        super().__init__(printable(message))
+        # One line (drivers' messages span lines: SQLAlchemy appends the SQL, psycopg a
+        # hint), with the control characters of keys and file names escaped.
+        one = " ".join(line.strip() for line in message.strip().splitlines())
+        super().__init__(printable(one))
         self.exit_code = exit_code  # type: ignore[misc]
 
 
@@ -661,6 +663,31 @@ def metadata_forget(env: Env, addresses: tuple[str, ...]) -> None:
         env.log(f"metadata forget {address}: {removed} rows removed")
 
 
+def _run_script(script: str, ns: dict[str, Any]) -> None:
+    """Run piped commands as `python -` runs a script: an error in them stops it with
+    Python's own traceback of their code on stderr (not a deon error) and exit status 1;
+    `sys.exit(n)` exits with n."""
+    import linecache
+    import traceback
+
+    linecache.cache["<stdin>"] = (len(script), None, script.splitlines(True), "<stdin>")
+    try:
+        code = compile(script, "<stdin>", "exec")
+    except (SyntaxError, ValueError) as e:  # ValueError: a NUL byte in the script
+        sys.stderr.write("".join(traceback.format_exception_only(e)))
+        raise click.exceptions.Exit(ExitStatus.ERROR) from None
+    try:
+        exec(code, ns)  # noqa: S102 - the user's own code
+    except (BrokenPipeError, KeyboardInterrupt):
+        raise  # `| head` and Ctrl-C end deon as they end any command
+    except Exception as e:
+        sys.stdout.flush()
+        # The traceback starts in the user's code, as Python's would: this frame is left out.
+        tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+        sys.stderr.write("".join(traceback.format_exception(type(e), e, tb)))
+        raise click.exceptions.Exit(ExitStatus.ERROR) from None
+
+
 @metadata.command("load")
 @click.argument("address", required=False)
 @pass_env
@@ -682,8 +709,7 @@ def metadata_load(env: Env, address: str | None) -> None:
     ns, banner = make_namespace(env.settings(), address)
     if not _stdin_is_tty():
         # Commands from a pipe: run them as a script; stdout carries only their output.
-        script = sys.stdin.read()
-        exec(compile(script, "<stdin>", "exec"), ns)  # noqa: S102 - the user's own code
+        _run_script(sys.stdin.read(), ns)
         return
     try:
         from IPython import start_ipython
@@ -706,10 +732,15 @@ def metadata_load(env: Env, address: str | None) -> None:
     type=click.Choice(["uri", "key", "json", "csv", "table"]),
     default="uri",
     show_default=True,
-    help="Output: one URI per line, keys, JSON lines, CSV, or a table.",
+    help="Output: one URI per line, keys, JSON lines (typed), CSV, or a table.",
 )
 @click.option("-n", "--limit", type=click.IntRange(0), help="At most this many rows.")
-@click.option("-c", "--count", is_flag=True, help="Print only the number of matching rows.")
+@click.option(
+    "-c",
+    "--count",
+    is_flag=True,
+    help="Print only the number of rows the query would print (at most --limit).",
+)
 @click.option(
     "--columns",
     "list_columns",
@@ -760,15 +791,16 @@ def query(
                 click.echo(line)
             return
         if count:
-            click.echo(count_rows(reader, where, sql))
+            click.echo(count_rows(reader, where, sql, limit))
             return
         # URIs and keys need one narrow column, not the whole (wide) rows.
         columns, rows_iter = run(
             reader, where=where, sql=sql, limit=limit, columns=fmt if fmt in ("uri", "key") else "*"
         )
+        kinds = reader.column_kinds() if fmt == "json" else None
         out = sys.stdout
         buffer: list[str] = []
-        for line in format_rows(columns, rows_iter, fmt):
+        for line in format_rows(columns, rows_iter, fmt, kinds):
             buffer.append(line)
             if len(buffer) >= 4096:
                 out.write("\n".join(buffer) + "\n")

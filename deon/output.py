@@ -12,9 +12,10 @@ import io
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from deon.catalog import flatten as fl
 from deon.errors import QueryError
 
 FORMATS = ("uri", "key", "json", "csv", "table")
@@ -65,15 +66,14 @@ def json_printable(text: str) -> str:
     return _JSON_UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
-def _jsonable(column: str, value: Any) -> Any:
-    if column == "metadata" and isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
+#: The kinds JSON lines use when the caller gives none: the metadata document parsed.
+DEFAULT_KINDS: Mapping[str, str] = {"metadata": fl.KIND_JSON}
+
+
+def _jsonable(kind: str | None, value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return value.hex()
-    return value
+    return fl.unscalar(kind, value)
 
 
 def _finite(value: Any) -> Any:
@@ -94,8 +94,17 @@ def _strict_json(record: dict[str, Any]) -> str:
         return json.dumps(_finite(record), ensure_ascii=False, default=str, allow_nan=False)
 
 
-def format_rows(columns: list[str], rows: Iterable[tuple[Any, ...]], fmt: str) -> Iterator[str]:
+def format_rows(
+    columns: list[str],
+    rows: Iterable[tuple[Any, ...]],
+    fmt: str,
+    kinds: Mapping[str, str] | None = None,
+) -> Iterator[str]:
     """Lines of output for rows in a format of FORMATS.
+
+    `kinds` (column name to kind, see Reader.column_kinds) types the values of JSON
+    lines as the metadata had them: booleans as true/false, lists and objects parsed.
+    CSV and tables show values as the catalog stores them.
 
     Raises:
         QueryError: `uri`/`key` format for a result without that column.
@@ -109,8 +118,11 @@ def format_rows(columns: list[str], rows: Iterable[tuple[Any, ...]], fmt: str) -
         for row in rows:
             yield str(row[i])
     elif fmt == "json":
+        column_kinds = [(kinds or DEFAULT_KINDS).get(c) for c in columns]
         for row in rows:
-            record = {c: _jsonable(c, v) for c, v in zip(columns, row, strict=True)}
+            record = {
+                c: _jsonable(k, v) for c, k, v in zip(columns, column_kinds, row, strict=True)
+            }
             yield _strict_json(record)
     elif fmt == "csv":
         buf = io.StringIO()

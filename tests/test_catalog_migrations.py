@@ -198,6 +198,17 @@ def test_include_object_keeps_fixed_schema_objects() -> None:
     assert include(objects, "objects", "table", True, objects) is True
 
 
+def test_what_query_knows_of_the_schema_without_sqlalchemy_matches_the_models() -> None:
+    """query.py and location.py name the fixed columns and deon's tables without
+    importing the models (SQLAlchemy); they must say what the models say."""
+    from deon.catalog.location import DEON_TABLES
+    from deon.catalog.models import FIXED_ORDER
+    from deon.catalog.query import _FIXED_KINDS
+
+    assert list(_FIXED_KINDS) == list(FIXED_ORDER)
+    assert set(metadata.tables) == DEON_TABLES
+
+
 # -- the catalog applies them -----------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 
 import pytest
 
@@ -304,3 +305,158 @@ def test_metadata_load_is_interactive_on_a_terminal(mirrored: Lab) -> None:
     assert "12 objects x" in text and "pull(df[df.robot == '" in text
     assert "rows 12" in text
     assert os.WEXITSTATUS(status) == 0
+
+
+# -- what the reviewer found --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("comment", ["-- note", "-- note;", "/* note */"])
+def test_a_condition_ending_in_a_comment_keeps_limit_and_order(mirrored: Lab, comment: str) -> None:
+    r = run_deon("query", "-n", "2", f"robot='sawyer' {comment}")
+
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == expected(lambda i: i % 3 == 0)[:2]
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "args", [["robot='sawyer' /* note"], ["--sql", "SELECT uri FROM objects /* note"]]
+)
+def test_an_unterminated_comment_is_a_syntax_error(mirrored: Lab, args: list[str]) -> None:
+    r = run_deon("query", "-n", "1", *args)
+
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr.startswith("Error: bad query: incomplete input")
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("where", ["robot='sawyer';", "robot='sawyer' ; ;\n", "robot='sawyer';\t"])
+def test_a_condition_may_end_with_a_semicolon(mirrored: Lab, where: str) -> None:
+    r = run_deon("query", where)
+
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == expected(lambda i: i % 3 == 0)
+    assert run_deon("query", "--count", where).stdout == "4\n"
+
+
+def test_a_second_statement_after_a_condition_is_still_refused(mirrored: Lab) -> None:
+    before = mirrored.catalog.read_bytes()
+
+    r = run_deon("query", "robot='sawyer'; DROP TABLE objects;")
+
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr.startswith("Error: bad query:") and len(r.stderr.splitlines()) == 1
+    assert mirrored.catalog.read_bytes() == before
+    assert len(mirrored.rows()) == 12
+
+
+@pytest.mark.parametrize(
+    ("args", "printed"),
+    [
+        (["traj_ok", "--limit", "2"], "2"),
+        (["traj_ok", "--limit", "100"], "9"),
+        (["--limit", "0"], "0"),
+        (["--sql", "SELECT DISTINCT robot FROM objects", "-n", "2"], "2"),
+    ],
+)
+def test_count_counts_what_the_query_would_print(
+    mirrored: Lab, args: list[str], printed: str
+) -> None:
+    r = run_deon("query", "--count", *args)
+
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == printed + "\n"
+    rows = run_deon("query", *args, "-f", "json").stdout.splitlines()
+    assert len(rows) == int(printed)
+
+
+def test_json_lines_are_typed_by_the_kinds_the_catalog_records(mirrored: Lab) -> None:
+    mirrored.put("lab/u_plain.h5", b"no metadata")
+    assert run_deon("metadata", "down", "s3://lab/lab").returncode == 0
+
+    r = run_deon("query", "-f", "json", "key IN ('lab/t00.h5', 'lab/t01.h5', 'lab/u_plain.h5')")
+
+    assert r.returncode == 0, r.stderr
+    t00, t01, plain = (json.loads(line) for line in r.stdout.splitlines())
+    assert t00["traj_ok"] is False and t01["traj_ok"] is True
+    assert t00["object_classes"] == ["marker"] and t01["object_classes"] == ["cup", "bowl"]
+    assert t01["metadata"]["object_classes"] == ["cup", "bowl"]
+    assert t01["img_t"] == 30 and t01["gripper_max_width"] == 0.08 and t01["robot"] == "franka"
+    assert plain["traj_ok"] is None and plain["object_classes"] is None
+    assert plain["metadata"] is None
+    # the columns of a whole SELECT are typed by name too; values of other names stay
+    r = run_deon(
+        "query",
+        "-f",
+        "json",
+        "--sql",
+        "SELECT traj_ok, object_classes, count(*) AS n FROM objects "
+        "WHERE robot = 'franka' GROUP BY 1, 2 ORDER BY 1, 3",
+    )
+    assert [json.loads(line) for line in r.stdout.splitlines()] == [
+        {"traj_ok": False, "object_classes": ["marker"], "n": 1},
+        {"traj_ok": True, "object_classes": ["marker"], "n": 1},
+        {"traj_ok": True, "object_classes": ["cup", "bowl"], "n": 2},
+    ]
+    # CSV keeps what the catalog stores
+    r = run_deon(
+        "query", "-f", "csv", "--sql", "SELECT traj_ok FROM objects WHERE key = 'lab/t01.h5'"
+    )
+    assert r.stdout.splitlines() == ["traj_ok", "1"]
+
+
+def test_query_on_a_sqlite_catalog_imports_neither_sqlalchemy_nor_pandas(mirrored: Lab) -> None:
+    code = (
+        "import sys; from deon.cli import main\n"
+        "sys.argv = ['deon', 'query', '-f', 'json', 'traj_ok']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print([m for m in ('sqlalchemy', 'pandas', 'alembic') if m in sys.modules], "
+        "file=sys.stderr)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+    assert len(r.stdout.splitlines()) == 9
+    assert r.stderr == "[]\n"
+
+
+def test_an_error_in_piped_load_commands_is_shown_as_python_shows_it(mirrored: Lab) -> None:
+    script = "print('before')\ndef f(d):\n    return d['nope']\nf({})\nprint('after')\n"
+
+    r = run_deon("metadata", "load", input=script)
+
+    assert r.returncode == 1
+    assert r.stdout == "before\n"
+    assert r.stderr.splitlines() == [
+        "Traceback (most recent call last):",
+        '  File "<stdin>", line 4, in <module>',
+        "    f({})",
+        '  File "<stdin>", line 3, in f',
+        "    return d['nope']",
+        "           ~^^^^^^^^",
+        "KeyError: 'nope'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("script", "status", "last_line"),
+    [
+        ("1/0\n", 1, "ZeroDivisionError: division by zero"),
+        ("print(\n", 1, "SyntaxError: '(' was never closed"),
+        ("import sys\nsys.exit(3)\n", 3, None),
+        ("raise SystemExit('bye')\n", 1, "bye"),
+        ("print(len(df))\n", 0, None),
+    ],
+)
+def test_piped_load_commands_exit_as_python_does(
+    mirrored: Lab, script: str, status: int, last_line: str | None
+) -> None:
+    r = run_deon("metadata", "load", input=script)
+    python = subprocess.run(
+        [sys.executable, "-"], input=script.replace("len(df)", "12"), capture_output=True, text=True
+    )
+
+    assert r.returncode == python.returncode == status
+    assert (r.stderr.splitlines()[-1] if r.stderr else None) == last_line
+    assert "unexpected" not in r.stderr and "deon/" not in r.stderr

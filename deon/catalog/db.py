@@ -20,9 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from deon.catalog import flatten as fl
+from deon.catalog.location import SCHEMA_REVISION, check_file
+from deon.catalog.location import resolve_url as resolve_url
 from deon.catalog.models import (
     FIXED_COLUMNS,
-    SCHEMA_REVISION,
     meta_columns,
     metadata,
     objects,
@@ -44,23 +45,16 @@ MAX_INDEXES = 64
 WRITE_LOCK = 0x0DE0CA7A
 
 
-def resolve_url(catalog: str) -> str:
-    """A SQLAlchemy URL for a catalog given as a path or a URL. postgresql:// (and
-    postgres://) use psycopg 3, which deon's `postgres` extra installs."""
-    if "://" in catalog:
-        for scheme in ("postgresql://", "postgres://"):
-            if catalog.startswith(scheme):
-                return "postgresql+psycopg://" + catalog[len(scheme) :]
-        return catalog
-    return f"sqlite:///{Path(catalog).expanduser()}"
-
-
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL (None for other databases or in-memory SQLite)."""
     u = sa.engine.make_url(url)
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
         return None
     return Path(u.database)
+
+
+def _is_sqlite(url: str) -> bool:
+    return bool(sa.engine.make_url(url).get_backend_name() == "sqlite")
 
 
 def utcnow() -> dt.datetime:
@@ -149,7 +143,17 @@ class Catalog:
 
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        self.path = sqlite_path(url)
+        try:
+            self.path = sqlite_path(url)
+            in_memory = self.path is None and _is_sqlite(url)
+        except sa.exc.ArgumentError as e:
+            raise UsageError(f"cannot open catalog {self.display_url(url)!r}: {e}") from e
+        if in_memory:
+            # Every connection would get a database of its own, gone when it closes.
+            raise UsageError(
+                f"{url} is an in-memory database, which no command could find again: "
+                "give the catalog a file path (--catalog catalog.sqlite)"
+            )
         if self.path is not None:
             if not self.path.exists():
                 if not create:
@@ -158,6 +162,8 @@ class Catalog:
                         "(deon metadata down s3://BUCKET/PREFIX)"
                     )
                 _create_private(self.path)
+            else:
+                check_file(self.path)  # before the engines switch someone's file to WAL
             self.engine = _sqlite_engine(url, "BEGIN")
             self.writer = _sqlite_engine(url, "BEGIN IMMEDIATE")
         else:
@@ -181,7 +187,8 @@ class Catalog:
         try:
             self._ensure_schema()
         except sa.exc.DatabaseError as e:
-            raise CatalogError(f"cannot open catalog {self.display}: {e.orig}") from e
+            message = " ".join(str(e.orig).split())  # psycopg's have a second line
+            raise CatalogError(f"cannot open catalog {self.display}: {message}") from e
         except ImportError as e:  # a driver that is not installed (psycopg, ...)
             raise UsageError(f"cannot open catalog {self.display}: {e}") from e
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from deon.catalog import flatten as fl
-from deon.catalog.query import _FIXED_KINDS, Reader, run
+from deon.catalog.query import Reader, run
 from deon.errors import UsageError
 
 FORMATS = ("parquet", "csv", "jsonl")
@@ -28,8 +28,8 @@ BATCH = 10_000
 
 def kinds_of(reader: Reader, columns: list[str]) -> dict[str, str | None]:
     """The kind of each result column (None: unknown, e.g. a computed --sql column)."""
-    meta = {name: kind for name, _, kind in reader.meta_columns()}
-    return {c: meta.get(c) or _FIXED_KINDS.get(c) for c in columns}
+    kinds = reader.column_kinds()
+    return {c: kinds.get(c) for c in columns}
 
 
 def _time(value: Any) -> dt.datetime | None:

@@ -100,6 +100,26 @@ def scalar(value: Any) -> tuple[Any, str | None]:
     return _clean_text(_json_text(value)), KIND_JSON
 
 
+def unscalar(kind: str | None, value: Any) -> Any:
+    """A value read from a column of `kind` as the JSON value it was (the inverse of
+    `scalar`): 0/1 of a boolean column as False/True, the JSON text of lists and
+    objects parsed. NULL (and pandas' NaN in a boolean column) is None; values of
+    other kinds, and values a kind does not cover (a column of a --sql result that
+    merely shares the name), come back as they are."""
+    if value is None:
+        return None
+    if kind == KIND_BOOLEAN:
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        return bool(value) if isinstance(value, (int, float)) and value in (0, 1) else value
+    if kind == KIND_JSON and isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
 def widen(a: str | None, b: str | None) -> str | None:
     """The kind that holds values of both kinds (None: no value seen yet).
 

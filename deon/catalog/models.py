@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-#: The Alembic revision these models correspond to; opening a catalog at another
-#: revision upgrades it (checked cheaply, without importing Alembic, on every open).
-SCHEMA_REVISION = "0001"
+# The revision these models correspond to lives where `deon query` can read it
+# without importing SQLAlchemy.
+from deon.catalog.location import SCHEMA_REVISION as SCHEMA_REVISION
 
 metadata = sa.MetaData(
     naming_convention={

@@ -14,15 +14,23 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import json
 import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deon.catalog import flatten as fl
+from deon.catalog.location import (
+    SCHEMA_REVISION,
+    open_readonly,
+    plain_path,
+    resolve_url,
+    schema_revision,
+    unusable,
+)
 from deon.errors import QueryError, UsageError
 
 if TYPE_CHECKING:
@@ -65,9 +73,7 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
 
 
 def _readonly_sqlite(path: Path) -> sqlite3.Connection:
-    uri = "file:" + str(path).replace("?", "%3f").replace("#", "%23") + "?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 60000")
+    conn = open_readonly(path)
     conn.execute("PRAGMA query_only = 1")
     conn.set_authorizer(_authorize)
     return conn
@@ -86,33 +92,35 @@ class Reader:
         """The reader of a catalog given as a path or URL (as `--catalog` takes it).
 
         Raises:
-            UsageError: there is no catalog there yet.
+            UsageError: there is no catalog there yet, or the file there is not one.
         """
-        from deon.catalog.db import resolve_url, sqlite_path
+        path = plain_path(catalog)
+        if path is None:  # a URL: SQLAlchemy parses it
+            from deon.catalog.db import open_catalog, sqlite_path
 
-        url = resolve_url(catalog)
-        path = sqlite_path(url) if url.startswith("sqlite") else None
-        if path is None:
-            from deon.catalog.db import open_catalog
-
-            return cls.from_catalog(open_catalog(url, create=False))
+            url = resolve_url(catalog)
+            path = sqlite_path(url)
+            if path is None:
+                return cls.from_catalog(open_catalog(url, create=False))
         if not path.exists():
             raise UsageError(
                 f"no catalog at {path}: mirror some metadata first "
                 "(deon metadata down s3://BUCKET/PREFIX)"
             )
-        from deon.catalog.models import SCHEMA_REVISION
-
         try:
             conn = _readonly_sqlite(path)
-            revision = _revision(conn)
         except sqlite3.Error as e:
-            raise UsageError(f"cannot read catalog {path}: {e}") from e
-        if revision != SCHEMA_REVISION:
+            raise unusable(path, e) from e
+        try:
+            current = schema_revision(conn, path) == SCHEMA_REVISION
+        except BaseException:
+            conn.close()
+            raise
+        if not current:
             conn.close()
             from deon.catalog.db import open_catalog
 
-            open_catalog(str(path), create=False).close()  # upgrades it
+            open_catalog(str(path), create=False).close()  # creates or upgrades the schema
             conn = _readonly_sqlite(path)
         return cls(conn, (sqlite3.Error,))
 
@@ -123,8 +131,15 @@ class Reader:
         # A connection of its own (never returned to a pool) whose session is READ ONLY.
         import sqlalchemy as sa
 
+        from deon.errors import CatalogError
+
         engine = sa.create_engine(catalog.url, poolclass=sa.pool.NullPool)
-        raw = engine.raw_connection()
+        try:
+            raw = engine.raw_connection()
+        except sa.exc.DBAPIError as e:  # the server went away since the catalog opened
+            raise CatalogError(
+                f"cannot open catalog {catalog.display}: {' '.join(str(e.orig).split())}"
+            ) from e
         cur = raw.cursor()
         cur.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         cur.close()
@@ -187,6 +202,13 @@ class Reader:
         _, rows = self.execute("SELECT name, path, kind FROM meta_columns ORDER BY added_at, name")
         return [(str(r[0]), str(r[1]), r[2]) for r in rows]
 
+    def column_kinds(self) -> dict[str, str]:
+        """The kind of each column of `objects` by name, fixed columns included (a
+        metadata column that has held only NULLs so far has none)."""
+        kinds = dict(_FIXED_KINDS)
+        kinds.update((name, kind) for name, _, kind in self.meta_columns() if kind)
+        return kinds
+
     def explain(self, error: BaseException, where: str | None) -> QueryError:
         """A one-line message naming the problem, with close matches for unknown columns."""
         text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -204,22 +226,34 @@ class Reader:
             return QueryError(f"unknown column {name!r}{hint} (deon query --columns lists them)")
         if "not authorized" in text or "readonly" in text or "read-only" in text:
             return QueryError("queries cannot change the catalog")
-        return QueryError(f"bad query: {text}" + (f" in: {where}" if where else ""))
+        if "incomplete input" in text or "unterminated" in text:
+            text += " (an unclosed quote, parenthesis or /* comment?)"
+        shown = " ".join(where.split()) if where else ""
+        return QueryError(f"bad query: {text}" + (f" in: {shown}" if shown else ""))
 
 
-def _revision(conn: sqlite3.Connection) -> str | None:
-    try:
-        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-    except sqlite3.OperationalError:
-        return None
-    return row[0] if row else None
+def statement(text: str) -> str:
+    """A statement or condition without the whitespace and `;` that end it (one
+    statement is all deon runs; `a; DROP ...` stays two and is refused)."""
+    return re.sub(r"[\s;]+\Z", "", text)
+
+
+def _where(where: str | None) -> str:
+    """The WHERE clause of a condition, on lines of its own and in parentheses: a
+    `-- comment` ending the condition then ends at its line, and an unterminated
+    `/* comment` or string swallows the closing parenthesis, a syntax error, instead
+    of the ORDER BY and LIMIT deon appends."""
+    condition = statement(where or "")
+    return f"\nWHERE (\n{condition}\n)\n" if condition.strip() else " "
+
+
+def _subquery(sql: str) -> str:
+    """A whole SELECT given with --sql, in parentheses on lines of its own (see _where)."""
+    return f"(\n{statement(sql)}\n) AS q"
 
 
 def build_sql(where: str | None, limit: int | None, columns: str = "*") -> str:
-    sql = f"SELECT {columns} FROM objects"
-    if where and where.strip():
-        sql += f" WHERE {where}"
-    sql += " ORDER BY bucket, key"
+    sql = f"SELECT {columns} FROM objects{_where(where)}ORDER BY bucket, key"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return sql
@@ -243,9 +277,9 @@ def run(
     if sql is not None and where is not None:
         raise QueryError("give a WHERE condition or --sql, not both")
     if sql is not None:
-        text = sql.strip().rstrip(";")
+        text = statement(sql)
         if limit is not None:
-            text = f"SELECT * FROM ({text}) AS q LIMIT {int(limit)}"
+            text = f"SELECT * FROM {_subquery(sql)} LIMIT {int(limit)}"
     else:
         text = build_sql(where, limit, columns)
     return reader.execute(text, where)
@@ -275,14 +309,16 @@ def run_and_close(
     return columns, stream()
 
 
-def count(reader: Reader, where: str | None = None, sql: str | None = None) -> int:
+def count(
+    reader: Reader, where: str | None = None, sql: str | None = None, limit: int | None = None
+) -> int:
+    """How many rows `run` with the same arguments returns (at most `limit`)."""
     if sql is not None:
-        text = f"SELECT count(*) FROM ({sql.strip().rstrip(';')}) AS q"
+        text = f"SELECT count(*) FROM {_subquery(sql)}"
     else:
-        text = "SELECT count(*) FROM objects"
-        if where and where.strip():
-            text += f" WHERE {where}"
-    return int(reader.scalar(text, where) or 0)
+        text = f"SELECT count(*) FROM objects{_where(where)}"
+    n = int(reader.scalar(text, where) or 0)
+    return n if limit is None else min(n, limit)
 
 
 @dataclass(frozen=True)
@@ -317,8 +353,6 @@ SAMPLE_ROWS = 10_000
 def describe_columns(reader: Reader, examples: int = 3) -> list[ColumnInfo]:
     """Every column of `objects` with its kind, how many rows have a value (one scan
     for all columns), and its most common values among a sample of SAMPLE_ROWS rows."""
-    from deon.catalog.models import FIXED_ORDER
-
     meta = {
         name: (fl.shown(fl.path_from_key(path)), kind) for name, path, kind in reader.meta_columns()
     }
@@ -333,7 +367,7 @@ def describe_columns(reader: Reader, examples: int = 3) -> list[ColumnInfo]:
     non_null = next(iter(counts))
     out: list[ColumnInfo] = []
     for name, filled in zip(names, non_null, strict=True):
-        if name in FIXED_ORDER:
+        if name in _FIXED_KINDS:
             kind, path = _FIXED_KINDS.get(name, "text"), ""
         else:
             path, meta_kind = meta.get(name, ("", None))
@@ -358,19 +392,20 @@ def to_pandas(catalog: Catalog, where: str | None = None) -> Any:
     with Reader.from_catalog(catalog) as reader:
         columns, rows = run(reader, where=where)
         df = pd.DataFrame.from_records(list(rows), columns=columns)
-        kinds = {name: kind for name, _, kind in reader.meta_columns()}
+        kinds = reader.column_kinds()
     for name in df.columns:
-        kind = kinds.get(name) or _FIXED_KINDS.get(name)
+        kind = kinds.get(name)
         try:
             if kind == fl.KIND_BOOLEAN:
-                # A NULL arrives as NaN in a numeric column, and bool(NaN) is True.
-                df[name] = df[name].map(lambda v: None if pd.isna(v) else bool(v)).astype("boolean")
+                # A NULL arrives as NaN in a numeric column (bool(NaN) is True): unscalar
+                # makes it None, which "boolean" keeps as <NA>.
+                df[name] = df[name].map(partial(fl.unscalar, kind)).astype("boolean")
             elif kind == fl.KIND_INTEGER:
                 df[name] = df[name].astype("Int64")
             elif kind == fl.KIND_REAL:
                 df[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
             elif kind == fl.KIND_JSON and name != "metadata":
-                df[name] = df[name].map(lambda v: json.loads(v) if isinstance(v, str) else v)
+                df[name] = df[name].map(partial(fl.unscalar, kind))
             elif kind == "datetime":
                 df[name] = pd.to_datetime(df[name], utc=True)
             elif kind == fl.KIND_TEXT:
