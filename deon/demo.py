@@ -150,15 +150,18 @@ def demo_env(work: Path, endpoint: str) -> dict[str, str]:
 
 
 def _make_bucket(env: dict[str, str]) -> None:
-    import boto3
+    from deon.storage import Storage
 
-    boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="demo",
-        aws_secret_access_key="demo",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=BUCKET)
+    saved = {k: os.environ.get(k) for k in env if k.startswith("AWS_")}
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+    try:  # the demo's fake credentials and region, as every demo command sees them
+        Storage(endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(BUCKET)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _run_step(step: Step, env: dict[str, str], echo: Callable[[str], None]) -> bool:

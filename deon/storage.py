@@ -335,6 +335,13 @@ class Storage:
         r = self._call("list_buckets", "list buckets")
         return [b["Name"] for b in r.get("Buckets", [])]
 
+    def create_bucket(self, bucket: str) -> None:
+        """Create a bucket in the client's region (the demo's local server)."""
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        if self.region != "us-east-1":  # us-east-1 refuses a LocationConstraint
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        self._call("create_bucket", f"s3://{bucket}", **kwargs)
+
     def check_bucket(self, bucket: str) -> None:
         """Raise BucketNotFound (exit 2) or AccessDenied unless the bucket is usable."""
         try:
