@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -65,11 +66,29 @@ class State:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)  # readable by the user only
             os.close(fd)
-            db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
+            db = sqlite3.connect(
+                self.path, timeout=30, check_same_thread=False, isolation_level=None
+            )
+            # Two deon processes creating the file at once can deadlock on its first
+            # schema write (SQLite then answers "database is locked" at once, without
+            # waiting): take the write lock first, and try again for a while if needed.
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("BEGIN IMMEDIATE")
+                    for statement in _SCHEMA.split(";"):
+                        db.execute(statement)
+                    db.execute("COMMIT")
+                    break
+                except sqlite3.OperationalError as e:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    if "locked" not in str(e) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(random.uniform(0.01, 0.05))
             db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            db.commit()
+            db.isolation_level = ""  # back to transactions around writes, as before
             self._db = db
         return self._db
 

@@ -7,8 +7,10 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 from deon import meta
 from tests.conftest import DEON_CMD, Lab, assert_no_traceback, make_h5, run_deon
@@ -62,7 +64,10 @@ def test_two_uploads_to_one_key_at_once_exactly_one_wins(lab: Lab) -> None:
 
     codes = [p.returncode for p in procs]
     assert sorted(codes) == [0, 1], errs
-    assert met.is_set(), f"the two PUTs were not in flight together: {arrived}"
+    assert met.is_set(), (
+        f"the two PUTs were not in flight together: {arrived}; requests: {lab.proxy.log}; "
+        f"stderr: {errs}"
+    )
     winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
     loser_err = errs[loser]
     assert "s3://lab/race/same.h5" in loser_err and "refused" in loser_err
@@ -117,3 +122,39 @@ def test_a_pull_while_a_mirror_writes_both_succeed(lab: Lab) -> None:
                 lab.data_dir / "lab" / "p" / f"{i:03d}.h5"
             ).read_bytes() == f"object {i}".encode()
     assert run_deon("query", "--count").stdout.strip() == "300"
+
+
+def test_processes_creating_the_state_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Several deon runs of one user starting together on a new machine: creating the
+    per-user state file must not fail with "database is locked" (SQLite answers that at
+    once, without waiting, when two first schema writes deadlock). This killed one of two
+    concurrent `deon up` runs in CI."""
+    script = (
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from deon.state import State\n"
+        "t = float(sys.argv[2])\n"
+        "while time.time() < t: pass\n"
+        "s = State(Path(sys.argv[1]))\n"
+        "s.lookup(Path(sys.executable), os.stat(sys.executable))\n"
+        "s.record_upload('b', 'k', 'etag', 'sha')\n"
+        "s.close()\n"
+    )
+    failures = []
+    for round_ in range(10):
+        path = tmp_path / f"r{round_}" / "state.sqlite"
+        path.parent.mkdir()
+        start = time.time() + 1.0
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, str(path), str(start)],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=60)
+            if p.returncode != 0:
+                failures.append(err.strip().splitlines()[-1])
+    assert failures == []
