@@ -88,7 +88,7 @@ class State:
                         raise
                     time.sleep(random.uniform(0.01, 0.05))
             db.execute("PRAGMA synchronous=NORMAL")
-            db.isolation_level = ""  # back to transactions around writes, as before
+            db.isolation_level = "DEFERRED"  # transactions around writes again, as before
             self._db = db
         return self._db
 
