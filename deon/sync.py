@@ -466,10 +466,11 @@ def _same_bytes(
     dry_run: bool,
 ) -> Outcome | None:
     """The object at the key holds the file's bytes (its ETag proves it). Unchanged when
-    deon's headers are on it. An object uploaded by another tool (`aws s3 cp`), with no
-    user metadata at all, is given deon's headers in place, without sending the bytes
-    again, so that `metadata down` sees its metadata; one carrying someone else's
-    metadata is left alone unless `overwrite`. None: it is gone, upload it as new.
+    deon's headers are on it. An object uploaded by another tool (`aws s3 cp`) or
+    carrying someone else's metadata is left as it is, with a warning, unless
+    `overwrite`: then it is given deon's headers in place (a copy onto itself, on the
+    condition of its ETag) without sending the bytes again. None: it changed or is gone,
+    compare again as for any object.
     """
     uri = f"s3://{bucket}/{key}"
 
@@ -490,20 +491,17 @@ def _same_bytes(
         return None  # replaced since the listing: compare again as for any object
     if expected_sha256(head) == digest.sha256:
         return unchanged(True, etag)  # deon put it there, from this file or the same one
-    if head.metadata and not overwrite:
+    if not overwrite:
+        # Someone else's object: giving it headers rewrites it (a copy resets its ACL,
+        # storage class and caching headers, as a re-upload would), so only on request.
+        what = "metadata deon did not write" if head.metadata else "no deon metadata"
         engine.progress.warn(
-            f"{uri} holds the bytes of {path} but metadata deon did not write; left as it "
-            "is (--overwrite gives it this file's metadata)"
+            f"{uri} holds the bytes of {path} but {what}; left as it is (--overwrite "
+            "gives it this file's metadata)"
         )
         return unchanged(False, None)  # not cached as current: asked again next time
     if head.size > MAX_COPY_BYTES:
-        if overwrite:
-            return None  # sent again whole, as any replacement
-        engine.progress.warn(
-            f"{uri} holds the bytes of {path} but no deon metadata, and is too large to "
-            "give it metadata in place (--overwrite uploads it again with its metadata)"
-        )
-        return unchanged(False, None)
+        return None  # too large to copy in one request: sent again whole, as any replacement
     if dry_run:
         return Outcome(uri, path, Status.PLANNED, digest.size)
     if encoded.sidecar is not None:

@@ -182,10 +182,15 @@ class S3Proxy:
         conditional = any(k.lower() in ("if-match", "if-none-match") for k in headers) and (
             h.command in ("PUT", "POST")
         )
-        if conditional:
+        copy_if = {k.lower(): v for k, v in headers.items()}.get("x-amz-copy-source-if-match")
+        if conditional or copy_if:
             with self.lock:
                 key_lock = self.key_locks.setdefault(key, threading.Lock())
             with key_lock:  # check-and-write as one step, as S3 does
+                if copy_if and not self._source_matches(headers, copy_if):
+                    # moto ignores x-amz-copy-source-if-match; S3 answers 412.
+                    self._error(h, 412, "PreconditionFailed")
+                    return
                 resp, data = self._upstream(h.command, h.path, body, headers)
         else:
             resp, data = self._upstream(h.command, h.path, body, headers)
@@ -210,6 +215,12 @@ class S3Proxy:
         if h.command == "GET" and key in rules.corrupt and resp.status in (200, 206):
             data = rules.corrupt[key][: len(data)].ljust(len(data), b"\0")
         self._reply(h, resp.status, out_headers, data, head=h.command == "HEAD")
+
+    def _source_matches(self, headers: dict[str, str], etag: str) -> bool:
+        """Whether the copy source's current ETag is the one the request names."""
+        source = {k.lower(): v for k, v in headers.items()}["x-amz-copy-source"]
+        resp, _ = self._upstream("HEAD", "/" + source.lstrip("/"), b"", {})
+        return resp.status == 200 and resp.getheader("ETag", "").strip('"') == etag.strip('"')
 
     def _upstream(
         self, method: str, path: str, body: bytes, headers: dict[str, str]

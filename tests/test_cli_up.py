@@ -187,14 +187,25 @@ def test_an_object_written_by_someone_else_during_the_upload_is_not_replaced(lab
     assert lab.get("shared/race.h5") == theirs
 
 
-def test_an_object_another_tool_uploaded_is_given_metadata_without_its_bytes(lab: Lab) -> None:
-    """Same bytes put earlier with `aws s3 cp` (no user metadata): `up` adds deon's
-    headers in place, so `metadata down` sees the metadata, and sends no body."""
+def test_an_object_another_tool_uploaded_is_given_metadata_only_on_request(lab: Lab) -> None:
+    """Same bytes put earlier with `aws s3 cp` (no user metadata): `up` names it and
+    leaves it; `up --overwrite` adds deon's headers in place, sending no body, so that
+    `metadata down` sees the metadata."""
     src = lab.tmp / "src"
     f = make_h5(src / "t.h5", {"robot": "sawyer"})
     lab.put("plain/t.h5", f.read_bytes())  # no metadata
 
     r = run_deon("up", "s3://lab/plain", str(src))
+
+    assert r.returncode == 0, r.stderr
+    assert (
+        f"warning: s3://lab/plain/t.h5 holds the bytes of {f} but no deon metadata; left as "
+        "it is (--overwrite gives it this file's metadata)" in r.stderr
+    )
+    assert lab.head("plain/t.h5")["Metadata"] == {}
+    lab.proxy.reset()
+
+    r = run_deon("up", "--overwrite", "s3://lab/plain", str(src))
 
     assert r.returncode == 0, r.stderr
     assert "0 uploaded, 1 given metadata" in r.stderr
@@ -227,11 +238,27 @@ def test_same_bytes_with_someone_elses_metadata_are_left_alone(lab: Lab) -> None
     )
     assert lab.head("old/t.h5")["Metadata"] == theirs
 
-    r = run_deon("up", "--overwrite", "s3://lab/old", str(src))
 
-    assert r.returncode == 0, r.stderr
-    assert "1 given metadata" in r.stderr
-    assert decoded(lab, "old/t.h5").document == {"robot": "sawyer"}
+def test_metadata_given_in_place_is_conditional_on_the_etag_compared(lab: Lab) -> None:
+    """A colleague writes other bytes between deon's HEAD and its copy-onto-itself: the
+    copy (CopySourceIfMatch) fails, and the object never ends up with bytes and headers
+    that disagree."""
+    src = lab.tmp / "src"
+    f = make_h5(src / "t.h5", {"robot": "sawyer"})
+    lab.put("plain/t.h5", f.read_bytes())
+    theirs = b"bob's other bytes"
+
+    def bob_writes(method: str, key: str, query: str) -> None:
+        if method == "PUT" and key == "plain/t.h5" and lab.get("plain/t.h5") != theirs:
+            lab.put("plain/t.h5", theirs)
+
+    lab.proxy.rules.before = bob_writes
+
+    run_deon("up", "--overwrite", "s3://lab/plain", str(src))
+
+    body = lab.get("plain/t.h5")
+    claimed = lab.head("plain/t.h5")["Metadata"].get("deon-sha256")
+    assert claimed is None or claimed == sha256(body), "headers describe other bytes"
 
 
 @pytest.mark.parametrize("case", ["overwrite", "own-update"])
