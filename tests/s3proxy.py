@@ -218,9 +218,23 @@ class S3Proxy:
 
     def _source_matches(self, headers: dict[str, str], etag: str) -> bool:
         """Whether the copy source's current ETag is the one the request names."""
-        source = {k.lower(): v for k, v in headers.items()}["x-amz-copy-source"]
-        resp, _ = self._upstream("HEAD", "/" + source.lstrip("/"), b"", {})
-        return resp.status == 200 and resp.getheader("ETag", "").strip('"') == etag.strip('"')
+        import boto3
+        from botocore.exceptions import ClientError
+
+        source = unquote({k.lower(): v for k, v in headers.items()}["x-amz-copy-source"])
+        bucket, _, key = source.lstrip("/").partition("/")
+        client = boto3.client(
+            "s3",
+            endpoint_url=f"http://{self.upstream[0]}:{self.upstream[1]}",
+            region_name="us-east-1",
+            aws_access_key_id="proxy",
+            aws_secret_access_key="proxy",
+        )
+        try:
+            current = client.head_object(Bucket=bucket, Key=key)["ETag"]
+        except ClientError:
+            return False
+        return bool(current.strip('"') == etag.strip('"'))
 
     def _upstream(
         self, method: str, path: str, body: bytes, headers: dict[str, str]
