@@ -12,7 +12,7 @@ for the `deon` command (see `deon.config`). Long operations accept a `deon.Progr
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -208,6 +208,7 @@ def mirror(
     Raises:
         UsageError: no address given and the catalog has no sources yet.
     """
+    from deon.catalog.db import Source
     from deon.catalog.db import open_catalog as _open
     from deon.catalog.mirror import mirror as _mirror
     from deon.errors import UsageError
@@ -215,53 +216,67 @@ def mirror(
 
     s = _settings(settings, **options)
     targets = [_address(a) for a in addresses or ()]
-    given = safe_url(s.endpoint_url)  # "" when none is given: AWS
+    given = _endpoint_id(s.endpoint_url)  # "" when none is given: AWS
+    shown = safe_url(s.endpoint_url) or "AWS"
     with _open(s.catalog) as catalog:
-        plan: list[tuple[str, S3Address]] = []
+        plan: list[S3Address] = []
         refused: list[tuple[str, str]] = []
         warnings: list[str] = []
-        recorded = {(src.bucket, src.prefix): src.endpoint_url or "" for src in catalog.sources()}
-        if targets:
-            for t in targets:
-                before = recorded.get((t.bucket, t.prefix))
-                if before is not None and before != given:
-                    warnings.append(
-                        f"s3://{t.bucket}/{t.prefix}: mirrored from {before or 'AWS'} until "
-                        f"now, from {given or 'AWS'} from now on"
-                    )
-                plan.append((given, t))
-        elif not recorded:
+        sources = catalog.sources()
+        if not targets and not sources:
             raise UsageError(
                 "the catalog has no sources yet: give an address "
                 "(deon metadata down s3://BUCKET/PREFIX)"
             )
-        else:
-            # Each source is refreshed where it was mirrored from: a bucket of the same
-            # name elsewhere is another bucket, and mirroring it would replace the rows.
-            for (bucket, prefix), endpoint in recorded.items():
-                address = S3Address(bucket, prefix)
-                if s.endpoint_url and endpoint != given:
-                    refused.append(
-                        (
-                            str(address),
-                            f"mirrored from {endpoint or 'AWS'}, not {given}: name the "
-                            f"address to mirror it from {given} instead",
-                        )
+
+        # Rows are keyed by bucket and key, not by server: a bucket of the same name on
+        # another endpoint is another bucket, and mirroring it would replace the rows.
+        # So the catalog never decides where requests go (it may be shared, or someone
+        # else's): a source is refreshed only from the endpoint in use now.
+        def elsewhere(t: S3Address) -> list[Source]:
+            """Sources from another endpoint whose rows the address would touch."""
+            return [
+                src
+                for src in sources
+                if src.bucket == t.bucket
+                and _endpoint_id(src.endpoint_url) != given
+                and (src.prefix.startswith(t.prefix) or t.prefix.startswith(src.prefix))
+            ]
+
+        for t in targets or [S3Address(src.bucket, src.prefix) for src in sources]:
+            uri = f"s3://{t.bucket}/{t.prefix}"
+            clashes = elsewhere(t)
+            if not clashes:
+                plan.append(t)
+                continue
+            first, where = clashes[0], clashes[0].endpoint_url or "AWS"
+            if targets and len(clashes) == 1 and first.prefix == t.prefix:
+                # Named again from another endpoint (the server moved): it follows.
+                warnings.append(f"{uri}: mirrored from {where} until now, from {shown} from now on")
+                plan.append(t)
+            elif first.prefix == t.prefix:
+                hint = (
+                    f"pass --endpoint-url {where}"
+                    if first.endpoint_url
+                    else "run without --endpoint-url and AWS_ENDPOINT_URL"
+                )
+                refused.append((uri, f"mirrored from {where}, not {shown}: {hint}"))
+            else:
+                refused.append(
+                    (
+                        uri,
+                        f"overlaps source {first.uri}, mirrored from {where}, not {shown}; one "
+                        "catalog cannot hold both (use another --catalog, or `deon metadata "
+                        f"forget {first.uri}`)",
                     )
-                else:
-                    plan.append((endpoint, address))
-        storages = {
-            endpoint: make_storage(replace(s, endpoint_url=endpoint or None))
-            if endpoint != given
-            else make_storage(s)
-            for endpoint in {e for e, _ in plan}
-        }
+                )
         for w in warnings:
             (progress or Progress()).warn(w)
         # HEADs are tiny: keep twice as many in flight as transfers would be.
+        storage = make_storage(s)
         result = _mirror(
             catalog,
-            [(storages[e], a) for e, a in plan],
+            [(storage, a) for a in plan],
             jobs=2 * s.jobs,
             progress=progress,
             snapshots=snapshots,
@@ -269,6 +284,17 @@ def mirror(
     result.failed[:0] = refused
     result.warnings[:0] = warnings
     return result
+
+
+def _endpoint_id(url: str | None) -> str:
+    """An endpoint URL compared as a server: scheme and host case-insensitive, no
+    trailing slash, no user:password ("" for AWS)."""
+    from urllib.parse import urlsplit
+
+    from deon.storage import safe_url
+
+    u = urlsplit(safe_url(url))
+    return f"{u.scheme.lower()}://{u.netloc.lower()}{u.path.rstrip('/')}" if u.netloc else ""
 
 
 def forget(

@@ -30,7 +30,9 @@ class DeonClickError(click.ClickException):
     def __init__(self, message: str, exit_code: int) -> None:
         # One line (drivers' messages span lines: SQLAlchemy appends the SQL, psycopg a
         # hint), with the control characters of keys and file names escaped.
-        one = " ".join(line.strip() for line in message.strip().splitlines())
+        # (split at newlines only: splitlines() would also split at \x1c, \x85 or \u2028,
+        # which printable() must show escaped)
+        one = " ".join(line.strip() for line in message.strip().split("\n"))
         super().__init__(printable(one))
         self.exit_code = exit_code  # type: ignore[misc]
 
@@ -605,8 +607,9 @@ def metadata_down(env: Env, addresses: tuple[str, ...], no_snapshot: bool) -> No
     s = env.settings()
     result = api.mirror(addresses, snapshots=not no_snapshot, progress=_Counter(env), settings=s)
     errors = result.source_errors
-    if addresses and len(errors) == len(addresses) and isinstance(errors[0], UsageError):
-        raise errors[0]  # nothing could be done, for a reason in the input: exit 2
+    if len(addresses) == 1 and len(errors) == 1 and isinstance(errors[0], UsageError):
+        raise errors[0]  # the one address is bad input (no such bucket): exit 2
+    # Several addresses are items: each failure is named, and the exit status is 1.
     for uri, message in result.failed:
         click.echo(printable(f"error: {uri}: {message}"), err=True)
     env.log(
@@ -797,7 +800,9 @@ def query(
         columns, rows_iter = run(
             reader, where=where, sql=sql, limit=limit, columns=fmt if fmt in ("uri", "key") else "*"
         )
-        kinds = reader.column_kinds() if fmt == "json" else None
+        # Kinds belong to the catalog's columns: a --sql result may reuse their names for
+        # other values (`size AS ok`), so it is printed as SQLite returns it.
+        kinds = reader.column_kinds() if fmt == "json" and sql is None else None
         out = sys.stdout
         buffer: list[str] = []
         for line in format_rows(columns, rows_iter, fmt, kinds):

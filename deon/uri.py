@@ -102,6 +102,10 @@ def parse_folder_address(text: str) -> S3Address:
             check_relative_key(prefix)
         except UnsafeKey as e:
             raise AddressError(f"unsafe prefix in {text!r}: {e}") from e
+        if is_reserved(prefix):
+            raise AddressError(
+                f"unsafe prefix in {text!r}: {RESERVED_SEGMENT}/ holds deon's own bookkeeping"
+            )
     return address
 
 

@@ -276,30 +276,52 @@ def elsewhere(lab: Lab) -> Any:
         server.wait(10)
 
 
-def test_a_refresh_reads_each_source_where_it_was_mirrored_from(
+def test_a_refresh_never_compares_a_source_with_another_servers_bucket(
     lab: Lab, elsewhere: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A bucket of the same name on another endpoint is another bucket: a refresh never
-    empties the catalog from it."""
+    """A bucket of the same name on another endpoint is another bucket: a refresh from
+    there (or from AWS) is refused and named, and the catalog keeps its rows. The catalog
+    itself never decides where requests go."""
     for i in range(3):
         put_doc(lab, f"p/{i}.h5", {"i": i})
     assert run_deon("metadata", "down", "s3://lab/p").returncode == 0
     put_doc(lab, "p/3.h5", {"i": 3})
-    monkeypatch.delenv("AWS_ENDPOINT_URL")  # the user's shell no longer names the endpoint
 
-    r = run_deon("metadata", "down")
-
-    assert r.returncode == 0, r.stderr
-    assert "1 new, 0 changed, 0 deleted, 3 unchanged" in r.stderr
     r = run_deon("--endpoint-url", elsewhere, "metadata", "down")
 
     assert r.returncode == 1
     assert (
-        f"error: s3://lab/p/: mirrored from {lab.endpoint}, not {elsewhere}: name the address "
-        f"to mirror it from {elsewhere} instead" in r.stderr
+        f"error: s3://lab/p/: mirrored from {lab.endpoint}, not {elsewhere}: pass "
+        f"--endpoint-url {lab.endpoint}" in r.stderr
     )
-    assert len(lab.rows()) == 4  # nothing deleted
+    assert len(lab.rows()) == 3  # nothing deleted, nothing asked of the other server
+    monkeypatch.delenv("AWS_ENDPOINT_URL")  # the user's shell no longer names one: AWS
+    r = run_deon("metadata", "down")
+    assert r.returncode == 1 and f"mirrored from {lab.endpoint}, not AWS" in r.stderr
     assert_no_traceback(r.stderr)
+
+    r = run_deon(
+        "--endpoint-url", lab.endpoint.replace("http://", "HTTP://") + "/", "metadata", "down"
+    )
+
+    assert r.returncode == 0, r.stderr  # the same server, however it is spelled
+    assert "1 new, 0 changed, 0 deleted, 3 unchanged" in r.stderr
+
+
+def test_a_prefix_overlapping_a_source_of_another_endpoint_is_refused(
+    lab: Lab, elsewhere: str
+) -> None:
+    put_doc(lab, "a/1.h5", {"i": 1})
+    assert run_deon("metadata", "down", "s3://lab/").returncode == 0
+
+    r = run_deon("--endpoint-url", elsewhere, "metadata", "down", "s3://lab/a")
+
+    assert r.returncode == 1
+    assert (
+        f"error: s3://lab/a/: overlaps source s3://lab/, mirrored from {lab.endpoint}, not "
+        f"{elsewhere}; one catalog cannot hold both" in r.stderr
+    )
+    assert [row["key"] for row in lab.rows()] == ["a/1.h5"]
 
 
 def test_naming_a_source_mirrors_it_from_the_endpoint_given_and_says_so(
@@ -378,6 +400,17 @@ def test_a_missing_bucket_is_a_usage_error(lab: Lab) -> None:
     assert "no such bucket: no-such-bucket" in r.stderr
     r = run_deon("metadata", "down")  # and it did not become a source
     assert r.returncode == 2 and "no sources yet" in r.stderr
+
+
+def test_with_several_addresses_a_bad_one_is_an_item_whatever_the_order(lab: Lab) -> None:
+    put_doc(lab, "p/0.h5", {"i": 0})
+    for order in (["s3://nosuch-bucket/", "s3://lab/p"], ["s3://lab/p", "s3://nosuch-bucket/"]):
+        r = run_deon("metadata", "down", *order)
+
+        assert r.returncode == 1, r.stderr
+        assert "error: s3://nosuch-bucket/: no such bucket: nosuch-bucket" in r.stderr
+        assert "metadata down s3://lab/p/:" in r.stderr
+    assert [row["key"] for row in lab.rows()] == ["p/0.h5"]
 
 
 def test_an_unreadable_object_is_named_and_keeps_no_invented_row(lab: Lab) -> None:

@@ -324,6 +324,7 @@ def test_up_defaults_to_the_data_dir_and_accepts_a_single_file(lab: Lab) -> None
         # keys no colleague's `down` could write
         (["up", "s3://lab/../x", "."], "unsafe prefix in 's3://lab/../x': '..' segment"),
         (["up", "s3://lab/p//q", "."], "unsafe prefix in 's3://lab/p//q': empty path segment"),
+        (["up", "s3://lab/q/.deon/meta", "."], ".deon/ holds deon's own bookkeeping"),
     ],
 )
 def test_up_bad_input_exits_2_with_one_line(lab: Lab, args: list[str], message: str) -> None:
