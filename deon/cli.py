@@ -837,6 +837,7 @@ def browse(env: Env, port: int, open_browser: bool) -> None:
         deon browse
         deon browse --port 8080 --open
     """
+    import signal
     import socket
     import subprocess
     import tempfile
@@ -853,6 +854,13 @@ def browse(env: Env, port: int, open_browser: bool) -> None:
         database = Path(cmd[4]).stem
         url = f"http://127.0.0.1:{port}/{database}/objects"
         server = subprocess.Popen(cmd)
+
+        def stop(signum: int, frame: Any) -> None:
+            # Python's default SIGTERM/SIGHUP end deon without `finally`: the server
+            # would outlive it, orphaned, still serving the catalog.
+            raise click.exceptions.Exit(128 + signum)
+
+        handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
         try:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and server.poll() is None:
@@ -872,6 +880,8 @@ def browse(env: Env, port: int, open_browser: bool) -> None:
                 webbrowser.open(url)
             server.wait()
         finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
             if server.poll() is None:
                 server.terminate()
                 try:

@@ -4,6 +4,7 @@ the page loads, a facet filters, and a screenshot is saved."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -78,6 +79,10 @@ def test_browse_serves_the_catalog_and_a_facet_filters(lab: Lab, browser, tmp_pa
     finally:
         server.terminate()
         server.wait(10)
+    # datasette went with it: nothing is left serving the catalog
+    port = int(url.split(":")[2].split("/")[0])
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, "datasette outlived deon browse"
 
 
 def test_browse_without_a_catalog_exits_2(isolated_env: Path) -> None:
