@@ -446,6 +446,22 @@ def _encode_metadata(
     return encoded, hdf5
 
 
+def _record_upload(
+    state: State,
+    bucket: str,
+    key: str,
+    path: Path,
+    st: os.stat_result,
+    digest: Digest,
+    etag: str,
+) -> None:
+    """The object at the key now holds the file's bytes as this user's: remember it as
+    theirs, and the file as current unless it changed while it went up."""
+    state.record_upload(bucket, key, etag, digest.sha256)
+    if os.stat(path) == st:
+        state.remember(path, st, digest.sha256, md5=digest.md5, etag=etag)
+
+
 #: The largest object S3 copies in one request (CopyObject).
 MAX_COPY_BYTES = 5 * 1024**3
 
@@ -512,9 +528,7 @@ def _same_bytes(
         )
     except PreconditionFailed:
         return None  # someone wrote the key meanwhile: compare again
-    state.record_upload(bucket, key, new_etag, digest.sha256)
-    if os.stat(path) == st:
-        state.remember(path, st, digest.sha256, md5=digest.md5, etag=new_etag)
+    _record_upload(state, bucket, key, path, st, digest, new_etag)
     engine.progress.advance(digest.size)
     return Outcome(uri, path, Status.TAGGED, digest.size)
 
@@ -590,9 +604,7 @@ def _put(
         if head is not None and expected_sha256(head) == digest.sha256:
             # Our bytes are there: a retry of ours whose first attempt landed, or the
             # same file uploaded by someone else. Either way it is now known as ours.
-            state.record_upload(bucket, key, head.etag, digest.sha256)
-            if os.stat(path) == st:
-                state.remember(path, st, digest.sha256, md5=digest.md5, etag=head.etag)
+            _record_upload(state, bucket, key, path, st, digest, head.etag)
             return Outcome(uri, path, Status.UNCHANGED, digest.size)
         return Outcome(
             uri,
@@ -601,8 +613,6 @@ def _put(
             message="refused: someone else wrote a different object at this key while "
             "uploading; nothing was replaced (run again to compare, or use --overwrite)",
         )
-    state.record_upload(bucket, key, etag, digest.sha256)
-    if os.stat(path) == st:
-        state.remember(path, st, digest.sha256, md5=digest.md5, etag=etag)
+    _record_upload(state, bucket, key, path, st, digest, etag)
     status = Status.TRANSFERRED if if_match is None else Status.REPLACED
     return Outcome(uri, path, status, digest.size)
