@@ -273,13 +273,8 @@ def mirror(
         for w in warnings:
             (progress or Progress()).warn(w)
         # HEADs are tiny: keep twice as many in flight as transfers would be.
-        storage = make_storage(s)
         result = _mirror(
-            catalog,
-            [(storage, a) for a in plan],
-            jobs=2 * s.jobs,
-            progress=progress,
-            snapshots=snapshots,
+            catalog, make_storage(s), plan, jobs=2 * s.jobs, progress=progress, snapshots=snapshots
         )
     result.failed[:0] = refused
     result.warnings[:0] = warnings

@@ -177,14 +177,14 @@ def _same(a: ObjectRow, b: ObjectRow) -> bool:
 
 def mirror(
     catalog: Catalog,
-    plan: Iterable[tuple[Storage, S3Address]],
+    storage: Storage,
+    addresses: Iterable[S3Address],
     *,
     jobs: int = 16,
     progress: Progress | None = None,
     snapshots: bool = True,
 ) -> MirrorResult:
-    """Mirror the metadata under each address, read through its storage, into the
-    catalog (see module doc).
+    """Mirror the metadata under each address into the catalog (see module doc).
 
     An address that fails as a whole (no such bucket, access denied, the listing broke
     off) is named in `failed` with its rows left as they were; the others still go on.
@@ -195,23 +195,16 @@ def mirror(
     result = MirrorResult()
     started = time.monotonic()
     progress.begin("metadata down", 0, 0)
+    sidecars = _Sidecars(storage)
     try:
         with ThreadPoolExecutor(jobs, thread_name_prefix="deon-head") as pool:
-            for storage, address in plan:
+            for address in addresses:
                 snaps = None
                 try:
                     if snapshots:
                         snaps = Snapshots(storage, address.bucket, address.prefix)
                     _mirror_one(
-                        catalog,
-                        storage,
-                        address,
-                        pool,
-                        jobs,
-                        _Sidecars(storage),
-                        progress,
-                        result,
-                        snaps,
+                        catalog, storage, address, pool, jobs, sidecars, progress, result, snaps
                     )
                 except DeonError as e:
                     result.failed.append((f"s3://{address.bucket}/{address.prefix}", str(e)))
