@@ -415,7 +415,6 @@ class Catalog:
         added columns since)."""
         current = self._columns(conn)
         by_path = {fl.path_key(c.path): c for c in current}
-        taken = {c.name for c in current}
         by_tuple: dict[fl.Path, str | None] = {}
         for row in rows:
             for path, (_, kind) in row.flat.items():
@@ -452,7 +451,7 @@ class Catalog:
                 ):
                     # The holder came first but ranks lower: it moves, so that the name
                     # means the same path in every catalog.
-                    moved = fl.suffixed_name(other.path, taken, fixed)
+                    moved = fl.suffixed_name(other.path, holder, fixed)
                     if other.indexed:
                         conn.exec_driver_sql(f"DROP INDEX IF EXISTS {prep.quote(index_name(name))}")
                     conn.exec_driver_sql(
@@ -467,15 +466,13 @@ class Catalog:
                     holder[moved] = by_path[fl.path_key(other.path)] = Column(
                         moved, other.path, other.kind, False
                     )
-                    taken.add(moved)
                     del holder[name]
-                    taken.discard(name)
                     warnings.append(
                         f"column {name!r} now holds metadata key {fl.shown(path)!r}; "
                         f"{fl.shown(other.path)!r} moved to column {moved!r}"
                     )
-                if name in taken:
-                    name = fl.suffixed_name(path, taken, fixed)
+                if name in holder:
+                    name = fl.suffixed_name(path, holder, fixed)
                     warnings.append(
                         f"metadata key {fl.shown(path)!r} is stored in column {name!r} "
                         "(its plain name is taken)"
@@ -489,7 +486,6 @@ class Catalog:
                 )
                 col = Column(name, path, kind, False)
                 holder[name] = by_path[pk] = col
-                taken.add(name)
             elif kind is not None and fl.widen(col.kind, kind) != col.kind:
                 widened = fl.widen(col.kind, kind)
                 conn.execute(

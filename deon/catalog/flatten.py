@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Container
 from typing import Any
 
 #: Nesting below this depth is stored as JSON text in the column of the level above.
@@ -166,15 +167,15 @@ def rank(path: Path, fixed: set[str] | frozenset[str]) -> tuple[int, int, str]:
     return (len(path), 0 if "_".join(path) == wished_name(path, fixed) else 1, path_key(path))
 
 
-def suffixed_name(path: Path, taken: set[str], fixed: set[str] | frozenset[str]) -> str:
+def suffixed_name(path: Path, taken: Container[str], fixed: set[str] | frozenset[str]) -> str:
     """The name of a path whose wished name went to a path of higher rank:
-    `<name>__<first 6 hex of the sha1 of its path>`."""
+    `<name>__<first 6 hex of the sha1 of its path>` (`path_hash`)."""
     name = wished_name(path, fixed)
-    digest = hashlib.sha1(path_key(path).encode("ascii")).hexdigest()
-    candidate = f"{name[: MAX_NAME - 8]}__{digest[:6]}"
+    short = path_hash(path)
+    candidate = f"{name[: MAX_NAME - 8]}__{short}"
     n = 1
     while candidate in taken or candidate in fixed:  # only a key made to look like ours
-        candidate = f"{name[: MAX_NAME - 8 - len(str(n))]}__{digest[:6]}{n}"
+        candidate = f"{name[: MAX_NAME - 8 - len(str(n))]}__{short}{n}"
         n += 1
     return candidate
 
