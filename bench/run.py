@@ -323,8 +323,8 @@ def fill(url: str, small: int, large: int, large_size: int) -> None:
     """small/ objects of 4 KiB and large/ objects of large_size, with deon headers."""
     import hashlib
 
-    from deon import meta
-    from deon.sample import ROBOTS, metadata_for
+    from deon.metadata import wire as meta
+    from deon.tools.sample import ROBOTS, metadata_for
 
     client = s3_client(url)
     client.create_bucket(Bucket=BUCKET)
@@ -350,7 +350,7 @@ def touch_objects(url: str, prefix: str, count: int, seed: int) -> None:
     incremental mirror could see it; AWS updates it.)"""
     import hashlib
 
-    from deon import meta
+    from deon.metadata import wire as meta
 
     client = s3_client(url)
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix + "/")
@@ -388,7 +388,7 @@ def synth_catalog(path: Path, rows: int) -> float:
 
     from deon.catalog import ObjectRow, open_catalog
     from deon.catalog.flatten import flatten
-    from deon.sample import ROBOTS, metadata_for
+    from deon.tools.sample import ROBOTS, metadata_for
 
     start = time.perf_counter()
     catalog = open_catalog(str(path))
@@ -728,8 +728,8 @@ def run_workloads(
 
 def fill_prefix(url: str, prefix: str, count: int) -> None:
     """`count` tiny objects with deon headers under prefix/ (for the memory figure)."""
-    from deon import meta
-    from deon.sample import metadata_for
+    from deon.metadata import wire as meta
+    from deon.tools.sample import metadata_for
 
     client = s3_client(url)
 

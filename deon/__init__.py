@@ -27,10 +27,10 @@ _EXPORTS = {
     "Settings": "deon.config",
     "load_settings": "deon.config",
     "DeonError": "deon.errors",
-    "Progress": "deon.report",
-    "SyncResult": "deon.report",
-    "Outcome": "deon.report",
-    "Status": "deon.report",
+    "Progress": "deon.results",
+    "SyncResult": "deon.results",
+    "Outcome": "deon.results",
+    "Status": "deon.results",
 }
 
 __all__ = [
@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     )
     from deon.config import Settings, load_settings
     from deon.errors import DeonError
-    from deon.report import Outcome, Progress, Status, SyncResult
+    from deon.results import Outcome, Progress, Status, SyncResult
 
 
 def __getattr__(name: str) -> Any:

@@ -16,18 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deon import config, sync
+from deon import config
 from deon.errors import LocalPathError
-from deon.hdf5 import Description, describe
-from deon.report import Progress, SyncResult
-from deon.state import State
-from deon.storage import Storage
-from deon.transfer import Engine
+from deon.metadata.hdf5 import Description, describe
+from deon.results import Progress, SyncResult
+from deon.s3.client import Storage
+from deon.transfer import sync
+from deon.transfer.engine import Engine
+from deon.transfer.state import State
 from deon.uri import S3Address, parse_address, parse_folder_address, parse_object_uri
 
 if TYPE_CHECKING:
     from deon.catalog.db import Catalog
-    from deon.catalog.mirror import MirrorResult
+    from deon.mirror.refresh import MirrorResult
 
 
 def _settings(settings: config.Settings | None, **options: Any) -> config.Settings:
@@ -210,9 +211,9 @@ def mirror(
     """
     from deon.catalog.db import Source
     from deon.catalog.db import open_catalog as _open
-    from deon.catalog.mirror import mirror as _mirror
     from deon.errors import UsageError
-    from deon.storage import safe_url
+    from deon.mirror.refresh import mirror as _mirror
+    from deon.s3.client import safe_url
 
     s = _settings(settings, **options)
     targets = [_address(a) for a in addresses or ()]
@@ -286,7 +287,7 @@ def _endpoint_id(url: str | None) -> str:
     trailing slash, no user:password ("" for AWS)."""
     from urllib.parse import urlsplit
 
-    from deon.storage import safe_url
+    from deon.s3.client import safe_url
 
     u = urlsplit(safe_url(url))
     return f"{u.scheme.lower()}://{u.netloc.lower()}{u.path.rstrip('/')}" if u.netloc else ""
@@ -338,7 +339,7 @@ def publish(
     of the prefix needs (almost) no HEAD. Replaces an earlier snapshot.
     """
     from deon.catalog.db import open_catalog as _open
-    from deon.catalog.snapshot import build, snapshot_key
+    from deon.mirror.snapshot import build, snapshot_key
 
     s = _settings(settings, **options)
     target = _address(address)
@@ -463,19 +464,19 @@ def verify(
     settings: config.Settings | None = None,
     **options: Any,
 ) -> Any:
-    """Re-hash local files against the sha256 the catalog holds (see deon.verify).
+    """Re-hash local files against the sha256 the catalog holds (see deon.tools.verify).
 
     Args:
         target: an `s3://BUCKET/PREFIX` address, or a folder or file inside DATA_DIR.
-        on_finding: called with each deon.verify.Finding as it is made.
+        on_finding: called with each deon.tools.verify.Finding as it is made.
 
     Returns:
-        A deon.verify.VerifyResult; `.ok` is False when files are missing, changed or
+        A deon.tools.verify.VerifyResult; `.ok` is False when files are missing, changed or
         corrupt.
     """
     from deon.catalog.db import open_catalog as _open
-    from deon.verify import Row, scope
-    from deon.verify import verify as _verify
+    from deon.tools.verify import Row, scope
+    from deon.tools.verify import verify as _verify
 
     s = _settings(settings, **options)
     address, local = scope(target, s.data_dir)
@@ -520,7 +521,7 @@ def policy(
     (other statements kept) and the plan carries the diff; apply it with
     `apply_policy`. Without, the plan is deon's statements alone.
     """
-    from deon import policy as pol
+    from deon.tools import policy as pol
     from deon.uri import parse_address
 
     name = parse_address(bucket).bucket

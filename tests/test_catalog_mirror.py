@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from deon import meta
 from deon.catalog import flatten as fl
+from deon.metadata import wire as meta
 from tests.conftest import DEON_CMD, Lab, assert_no_traceback, make_h5, run_deon
 
 

@@ -8,8 +8,8 @@ import json
 import subprocess
 from typing import Any
 
-from deon import meta
 from deon.catalog import flatten as fl
+from deon.metadata import wire as meta
 from tests.conftest import DEON_CMD, Lab, assert_no_traceback, run_deon
 
 ROBOTS = ["sawyer", "franka", "widowx"]

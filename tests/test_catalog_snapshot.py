@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from deon import meta
-from deon.catalog.snapshot import CHECK_EVERY, MIN_CHECKS
+from deon.metadata import wire as meta
+from deon.mirror.snapshot import CHECK_EVERY, MIN_CHECKS
 from tests.conftest import Lab, assert_no_traceback, run_deon
 
 N = 120

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from deon import meta
+from deon.metadata import wire as meta
 from tests.conftest import DEON_CMD, Lab, run_deon
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deon import meta
+from deon.metadata import wire as meta
 from tests.conftest import Lab, assert_no_traceback, run_deon
 
 ROBOTS = ["sawyer", "franka", "widowx"]

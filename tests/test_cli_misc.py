@@ -364,7 +364,7 @@ def test_each_global_option_takes_the_flag_then_the_env_then_the_file(
     """data_dir: test_config_file_then_env_then_flag, end to end."""
     from unittest import mock
 
-    from deon.report import SyncResult
+    from deon.results import SyncResult
 
     in_file, in_env, in_flag = layers
     write_config(isolated_env, f"{key} = {json.dumps(in_file)}\n")

@@ -8,7 +8,7 @@ import os
 import pytest
 
 import deon
-from deon.report import Status
+from deon.results import Status
 from tests.conftest import Lab, assert_no_traceback, run_deon, run_deon_killed_at_get
 
 

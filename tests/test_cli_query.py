@@ -13,7 +13,7 @@ import sys
 import pytest
 
 import deon
-from deon import meta
+from deon.metadata import wire as meta
 from tests.conftest import DEON_CMD, Lab, assert_no_traceback, run_deon
 
 ROBOTS = ["sawyer", "franka", "widowx"]

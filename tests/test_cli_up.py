@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from deon import meta
+from deon.metadata import wire as meta
 from tests.conftest import Lab, assert_no_traceback, make_h5, run_deon
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import deon
-from deon.state import State, state_path
+from deon.transfer.state import State, state_path
 from tests.conftest import DEON_CMD, Lab, assert_no_traceback, run_deon
 
 BODIES = {
@@ -518,7 +518,7 @@ def test_python_api_verify(downloaded: Lab) -> None:
     local(lab, "p/a.h5").unlink()
     seen: list[Any] = []
 
-    result = deon.verify("s3://lab/p", on_finding=seen.append)
+    result = deon.tools.verify("s3://lab/p", on_finding=seen.append)
 
     assert not result.ok
     assert result.count("missing") == 1 and result.count("ok") == 3

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from deon import meta
+from deon.metadata import wire as meta
 from tests.conftest import Lab, assert_no_traceback, make_h5, run_deon
 from tests.s3proxy import FAULT_KINDS
 

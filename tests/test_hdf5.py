@@ -1,4 +1,4 @@
-"""HDF5 files: the metadata attribute, `describe`, and contact sheets (deon.hdf5)."""
+"""HDF5 files: the metadata attribute, `describe`, and contact sheets (deon.metadata.hdf5)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from deon import hdf5
 from deon.errors import LocalPathError, NotHDF5Error
+from deon.metadata import hdf5
 from tests.conftest import make_h5
 
 DOC = {"robot": "sawyer", "n": 3, "notes": "é 😀", "nested": {"a": [1, 2.5, None]}}

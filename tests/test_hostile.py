@@ -25,9 +25,9 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from deon import meta
 from deon.catalog import flatten
-from deon.hdf5 import SIGNATURE
+from deon.metadata import wire as meta
+from deon.metadata.hdf5 import SIGNATURE
 from tests.conftest import DEON_CMD, Lab, assert_no_traceback, make_h5, run_deon
 
 # -- helpers -----------------------------------------------------------------------------
@@ -538,7 +538,7 @@ def test_a_zlib_bomb_is_refused_past_the_size_limit(lab: Lab) -> None:
     lab.put("z/bomb.h5", b"x", {"deon-meta": "zlib:" + bomb})
     put_doc(lab, "z/fine.h5", {"robot": "sawyer"})
     code = (
-        "import sys, deon.meta as m; m.MAX_DOCUMENT_BYTES = 1 << 20; "
+        "import sys, deon.metadata.wire as m; m.MAX_DOCUMENT_BYTES = 1 << 20; "
         "from deon.cli import main; sys.argv[0] = 'deon'; main()"
     )
 

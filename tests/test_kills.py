@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deon import meta
+from deon.metadata import wire as meta
 from tests.conftest import DEON_CMD, Lab, make_h5, run_deon
 
 KILLS = 20

@@ -1,4 +1,4 @@
-"""The metadata codec: JSON documents <-> S3 user-metadata headers (deon.meta)."""
+"""The metadata codec: JSON documents <-> S3 user-metadata headers (deon.metadata.wire)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deon import meta
 from deon.errors import MetadataError
+from deon.metadata import wire as meta
 
 SHA = "0123456789abcdef" * 4
 PREFIX = "lab/alice/.deon/meta/"

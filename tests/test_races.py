@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from deon import meta
+from deon.metadata import wire as meta
 from tests.conftest import DEON_CMD, Lab, assert_no_traceback, make_h5, run_deon
 
 
@@ -132,7 +132,7 @@ def test_processes_creating_the_state_file_at_once_all_succeed(tmp_path: Path) -
     script = (
         "import os, sys, time\n"
         "from pathlib import Path\n"
-        "from deon.state import State\n"
+        "from deon.transfer.state import State\n"
         "t = float(sys.argv[2])\n"
         "while time.time() < t: pass\n"
         "s = State(Path(sys.argv[1]))\n"

@@ -18,7 +18,7 @@ from deon.errors import (
     PreconditionFailed,
     StorageError,
 )
-from deon.storage import Storage, translate_client_error
+from deon.s3.client import Storage, translate_client_error
 from tests.conftest import Lab
 
 
@@ -169,7 +169,7 @@ def test_the_signer_agrees_with_botocore(method, path, query, headers, monkeypat
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials as BotoCredentials
 
-    from deon.sigv4 import Credentials, Signer, query_string
+    from deon.s3.signing import Credentials, Signer, query_string
 
     now = dt.datetime(2026, 11, 24, 12, 30, 45)
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: now)

@@ -16,8 +16,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from deon import meta
-from deon.digest import (
+from deon.errors import (
+    DeonError,
+    KeyNotFound,
+    LocalPathError,
+    PreconditionFailed,
+    UnsafeKey,
+)
+from deon.metadata import wire as meta
+from deon.metadata.hdf5 import is_hdf5, read_metadata
+from deon.results import Outcome, Progress, Status, SyncResult
+from deon.s3.client import ObjectInfo, Storage
+from deon.transfer.digest import (
     Cancelled,
     Digest,
     digest_bytes,
@@ -26,18 +36,8 @@ from deon.digest import (
     matches_etag,
     uses_multipart,
 )
-from deon.errors import (
-    DeonError,
-    KeyNotFound,
-    LocalPathError,
-    PreconditionFailed,
-    UnsafeKey,
-)
-from deon.hdf5 import is_hdf5, read_metadata
-from deon.report import Outcome, Progress, Status, SyncResult
-from deon.state import State, identity
-from deon.storage import ObjectInfo, Storage
-from deon.transfer import Engine, expected_sha256, failed
+from deon.transfer.engine import Engine, expected_sha256, failed
+from deon.transfer.state import State, identity
 from deon.uri import (
     RESERVED_SEGMENT,
     TEMP_PREFIX,

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deon.digest import digest_file, etag_is_md5
 from deon.errors import UnsafeKey, UsageError
-from deon.state import State, identity
+from deon.transfer.digest import digest_file, etag_is_md5
+from deon.transfer.state import State, identity
 from deon.uri import (
     RESERVED_SEGMENT,
     TEMP_PREFIX,

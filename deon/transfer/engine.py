@@ -29,8 +29,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from deon import meta
-from deon.digest import (
+from deon.errors import (
+    AccessDenied,
+    DeonError,
+    IntegrityError,
+    KeyNotFound,
+    LocalPathError,
+    PreconditionFailed,
+)
+from deon.metadata import wire as meta
+from deon.results import Outcome, Progress, Status
+from deon.s3.client import ObjectHead, Storage, stream_errors
+from deon.transfer.digest import (
     PART_SIZE,
     READ_SIZE,
     Cancelled,
@@ -40,17 +50,7 @@ from deon.digest import (
     read_buffer,
     uses_multipart,
 )
-from deon.errors import (
-    AccessDenied,
-    DeonError,
-    IntegrityError,
-    KeyNotFound,
-    LocalPathError,
-    PreconditionFailed,
-)
-from deon.report import Outcome, Progress, Status
-from deon.state import State
-from deon.storage import ObjectHead, Storage, stream_errors
+from deon.transfer.state import State
 from deon.uri import TEMP_PREFIX
 
 try:

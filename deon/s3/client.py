@@ -97,7 +97,7 @@ class ObjectHead:
     @classmethod
     def from_headers(cls, status: int, h: dict[str, str]) -> ObjectHead:
         """From the (lower-cased) headers of a HEAD or GET response."""
-        from deon.s3http import parse_http_date
+        from deon.s3.transport import parse_http_date
 
         size = int(h.get("content-length", 0))
         total = size
@@ -220,7 +220,7 @@ class Storage:
         return str(self.session.get_config_variable("region") or "us-east-1")
 
     def _frozen_credentials(self) -> Any:
-        from deon.sigv4 import Credentials
+        from deon.s3.signing import Credentials
 
         if self.profile is None:
             # botocore's chain starts with these variables unless a profile is given
@@ -245,7 +245,7 @@ class Storage:
         bucket's own regional AWS endpoint (found once per bucket with HeadBucket)."""
         from urllib.parse import urlsplit
 
-        from deon.s3http import Endpoint
+        from deon.s3.transport import Endpoint
 
         ep = self._endpoints.get(bucket)
         if ep is not None:
@@ -293,7 +293,7 @@ class Storage:
     @property
     def http(self) -> Any:
         """The lean client for object requests."""
-        from deon.s3http import S3Http
+        from deon.s3.transport import S3Http
 
         with self._lock:
             if self._http is None:
@@ -551,7 +551,7 @@ class Storage:
         # S3 can answer 200 with an error document once the upload has started.
         root = ET.fromstring(r.body)
         if root.tag.endswith("Error"):
-            from deon.s3http import translate_error
+            from deon.s3.transport import translate_error
 
             raise translate_error(
                 200,
@@ -667,7 +667,7 @@ def _conditions(if_none_match: bool, if_match: str | None) -> dict[str, str]:
 
 def translate_client_error(e: Any, what: str, bucket: str | None) -> DeonError:
     """Map a botocore ClientError to a deon error with a message a person can act on."""
-    from deon.s3http import translate_error
+    from deon.s3.transport import translate_error
 
     err = e.response.get("Error", {})
     code = str(err.get("Code", ""))

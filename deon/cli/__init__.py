@@ -220,7 +220,7 @@ def _make_progress(env: Env, record: Any) -> Any:
 
     `record(outcome)` returns the stdout line for a successful item, or None.
     """
-    from deon.report import Progress, Status
+    from deon.results import Progress, Status
 
     class Bar(Progress):
         def __init__(self) -> None:
@@ -293,7 +293,7 @@ def _make_progress(env: Env, record: Any) -> Any:
 
 def _summarize(env: Env, result: Any, verb: str) -> None:
     """One summary line on stderr; exit 1 when any item failed."""
-    from deon.report import Status
+    from deon.results import Status
 
     parts = []
     for status, word in (
@@ -533,7 +533,7 @@ class _Counter:
     """A deon.Progress counting objects on a tqdm bar (stderr, terminal only)."""
 
     def __new__(cls, env: Env) -> Any:
-        from deon.report import Progress
+        from deon.results import Progress
 
         class Count(Progress):
             def __init__(self) -> None:
@@ -707,7 +707,7 @@ def metadata_load(env: Env, address: str | None) -> None:
         deon metadata load s3://lab-data/alice
         echo "print(df.robot.value_counts())" | deon metadata load
     """
-    from deon.session import make_namespace
+    from deon.tools.session import make_namespace
 
     ns, banner = make_namespace(env.settings(), address)
     if not _stdin_is_tty():
@@ -843,7 +843,7 @@ def browse(env: Env, port: int, open_browser: bool) -> None:
     import tempfile
     import time
 
-    from deon.browse import command
+    from deon.tools.browse import command
 
     if port == 0:
         with socket.socket() as probe:
@@ -1029,7 +1029,7 @@ def verify(env: Env, target: str, show_all: bool) -> None:
         deon verify s3://lab-data/alice | cut -f2 | deon pull --force
     """
     from deon import api
-    from deon.verify import OK, PROBLEMS
+    from deon.tools.verify import OK, PROBLEMS
 
     def report(finding: Any) -> None:
         if finding.status != OK or show_all:
@@ -1076,7 +1076,7 @@ def show(file: Path, png: Path | None, frames: int, as_json: bool) -> None:
     import json
 
     from deon import api
-    from deon.hdf5 import contact_sheet
+    from deon.metadata.hdf5 import contact_sheet
     from deon.output import json_printable
 
     # Names, attribute values and the metadata come from the file: any control
@@ -1138,7 +1138,7 @@ def demo(workdir: Path | None, keep: bool, per_member: int) -> None:
         deon demo
         deon demo --keep --workdir /tmp/deon-demo
     """
-    from deon.demo import run_demo
+    from deon.tools.demo import run_demo
 
     status = run_demo(workdir, keep=keep, per_member=per_member, echo=click.echo)
     if status:

@@ -96,7 +96,7 @@ def run_demo(
         raise UsageError(
             "deon demo needs a local S3 server: pip install 'deon[demo]' (moto[server])"
         ) from e
-    from deon.sample import write_collection
+    from deon.tools.sample import write_collection
 
     if workdir is not None and Path(workdir).exists() and any(Path(workdir).iterdir()):
         # The demo deletes its scratch folder afterwards; never someone's own files.
@@ -150,7 +150,7 @@ def demo_env(work: Path, endpoint: str) -> dict[str, str]:
 
 
 def _make_bucket(env: dict[str, str]) -> None:
-    from deon.storage import Storage
+    from deon.s3.client import Storage
 
     saved = {k: os.environ.get(k) for k in env if k.startswith("AWS_")}
     os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})

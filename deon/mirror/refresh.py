@@ -19,14 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from deon import meta
 from deon.catalog.db import Catalog, ObjectRow, naive_utc
 from deon.catalog.flatten import flatten
-from deon.catalog.snapshot import Entry, Snapshots
 from deon.errors import DeonError, KeyNotFound, MetadataError
-from deon.report import Progress
-from deon.storage import ObjectInfo, Storage, safe_url
-from deon.sync import listed
+from deon.metadata import wire as meta
+from deon.mirror.snapshot import Entry, Snapshots
+from deon.results import Progress
+from deon.s3.client import ObjectInfo, Storage, safe_url
+from deon.transfer.sync import listed
 from deon.uri import S3Address
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

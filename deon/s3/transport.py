@@ -41,7 +41,7 @@ from deon.errors import (
     PreconditionFailed,
     StorageError,
 )
-from deon.sigv4 import EMPTY_SHA256, Credentials, Signer, uri_path
+from deon.s3.signing import EMPTY_SHA256, Credentials, Signer, uri_path
 
 #: Status codes and S3 error codes worth another attempt (botocore's "standard" set).
 RETRY_STATUS = frozenset({500, 502, 503, 504, 429})
@@ -513,7 +513,7 @@ def _key(encoded: str) -> str:
 
 
 def _query(params: Mapping[str, str]) -> str:
-    from deon.sigv4 import query_string
+    from deon.s3.signing import query_string
 
     return query_string(params)
 

@@ -1,0 +1,1 @@
+"""What an object's metadata is: the header wire format and reading HDF5 files."""

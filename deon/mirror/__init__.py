@@ -1,0 +1,1 @@
+"""S3 -> catalog: the incremental mirror and published snapshots."""

@@ -1,0 +1,1 @@
+"""Around the core commands: browse, the interactive session, policy, verify, demo, sample data."""
