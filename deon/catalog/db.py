@@ -78,6 +78,7 @@ class ObjectRow:
     last_modified: dt.datetime
     sha256: str | None = None
     metadata: str | None = None  # the document as JSON text
+    version_id: str | None = None
     metadata_error: str | None = None
     flat: dict[fl.Path, tuple[Any, str | None]] = field(default_factory=dict)
 
@@ -541,6 +542,7 @@ class Catalog:
                             r.etag,
                             self._timestamp(naive_utc(r.last_modified)),
                             r.sha256,
+                            r.version_id,
                             r.metadata,
                             r.metadata_error,
                             now,

@@ -33,6 +33,8 @@ objects = sa.Table(
     sa.Column("etag", sa.Text, nullable=False),
     sa.Column("last_modified", sa.DateTime, nullable=False),
     sa.Column("sha256", sa.Text),
+    #: the object's VersionId where the bucket keeps versions (revision 0002)
+    sa.Column("version_id", sa.Text),
     #: the whole metadata document as JSON text (NULL when the object has none)
     sa.Column("metadata", sa.Text),
     #: why the metadata could not be read, when it could not

@@ -340,6 +340,7 @@ _FIXED_KINDS = {
     "etag": "text",
     "last_modified": "datetime",
     "sha256": "text",
+    "version_id": "text",
     "metadata": "json",
     "metadata_error": "text",
     "mirrored_at": "datetime",
