@@ -430,8 +430,9 @@ def export(
     """Write selected catalog rows to a Parquet, CSV or JSON-lines file, typed by what
     each column holds (see deon.catalog.export). Returns the number of rows."""
     from deon.catalog.export import export as _export
-    from deon.catalog.query import Reader
+    from deon.catalog.query import Reader, one_of
 
+    one_of(where, sql)
     s = _settings(settings, **options)
     with Reader.open(s.catalog) as reader:
         return _export(reader, str(out), fmt, where=where, sql=sql)
@@ -548,3 +549,125 @@ def show(path: str | Path) -> Description:
 def _default_dir(s: config.Settings, address: S3Address) -> Path:
     """DATA_DIR/BUCKET/PREFIX: where `down` puts, and `up` takes, an address's files."""
     return s.data_dir.joinpath(address.bucket, *[p for p in address.key.split("/") if p])
+
+
+@dataclass
+class Selection:
+    """Rows selected from the catalog, streamed: read `rows` once, or close it."""
+
+    columns: list[str]
+    rows: Iterator[tuple[Any, ...]]
+    #: the catalog's kind of each column (boolean, integer, json, ...), when asked for
+    kinds: dict[str, str] | None = None
+
+
+def select(
+    where: str | None = None,
+    *,
+    sql: str | None = None,
+    limit: int | None = None,
+    only: str | None = None,
+    kinds: bool = False,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> Selection:
+    """Select catalog rows, read-only, as `deon query` prints them.
+
+    Args:
+        where: an SQL condition on the `objects` columns.
+        sql: a whole SELECT instead of a condition.
+        limit: at most this many rows.
+        only: select just this one column (`uri`, `key`): narrow rows for long outputs.
+        kinds: also return the kind of each catalog column (not for `sql`, whose result
+            may reuse a column's name for other values: `size AS ok`).
+
+    Raises:
+        QueryError: both `where` and `sql`, unknown column or bad SQL (exit 2).
+    """
+    from deon.catalog.query import Reader, one_of, run
+
+    one_of(where, sql)
+    s = _settings(settings, **options)
+    reader = Reader.open(s.catalog)
+    try:
+        columns, rows = run(reader, where=where, sql=sql, limit=limit, columns=only or "*")
+        column_kinds = reader.column_kinds() if kinds and sql is None else None
+    except BaseException:
+        reader.close()
+        raise
+
+    def stream() -> Iterator[tuple[Any, ...]]:
+        try:
+            yield from rows
+        finally:
+            reader.close()
+
+    return Selection(columns, stream(), column_kinds)
+
+
+def count(
+    where: str | None = None,
+    *,
+    sql: str | None = None,
+    limit: int | None = None,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> int:
+    """How many rows `select` with the same arguments gives (at most `limit`)."""
+    from deon.catalog.query import Reader, one_of
+    from deon.catalog.query import count as count_rows
+
+    one_of(where, sql)
+    s = _settings(settings, **options)
+    with Reader.open(s.catalog) as reader:
+        return count_rows(reader, where, sql, limit)
+
+
+def columns(*, settings: config.Settings | None = None, **options: Any) -> list[Any]:
+    """Every column of the catalog with its kind, metadata key, how many rows have a
+    value and its most common values (deon.catalog.query.ColumnInfo)."""
+    from deon.catalog.query import Reader, describe_columns
+
+    s = _settings(settings, **options)
+    with Reader.open(s.catalog) as reader:
+        return describe_columns(reader)
+
+
+def session(
+    address: str | None = None, *, settings: config.Settings | None = None, **options: Any
+) -> tuple[dict[str, Any], str]:
+    """The namespace of `deon metadata load` (`df`, `pull`, `catalog`, `deon`, `pd`) and
+    its banner, for the catalog's rows under `address` (all rows with None)."""
+    from deon.tools.session import make_namespace
+
+    return make_namespace(_settings(settings, **options), address)
+
+
+def browse(
+    port: int = 8001,
+    *,
+    on_ready: Any = None,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> None:
+    """Serve the catalog with datasette on 127.0.0.1 until interrupted.
+
+    Args:
+        port: the port (0: any free one).
+        on_ready: called with the page's URL once the server answers.
+
+    Raises:
+        UsageError: not a SQLite catalog, no catalog yet, or datasette missing.
+        DeonError: datasette did not start.
+    """
+    from deon.tools.browse import serve
+
+    serve(_settings(settings, **options).catalog, port, on_ready=on_ready)
+
+
+def contact_sheet(path: str | Path, png: str | Path, *, frames: int = 8) -> int:
+    """Write a PNG contact sheet of the image frames in an HDF5 file: up to `frames`
+    frames of each camera stream, one row per stream. Returns the number of rows."""
+    from deon.metadata.hdf5 import contact_sheet as _sheet
+
+    return _sheet(Path(path), Path(png), frames=frames)

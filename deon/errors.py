@@ -6,7 +6,7 @@ The CLI turns these into one line on stderr; library users catch `DeonError`.
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 
 class ExitStatus(IntEnum):
@@ -86,3 +86,24 @@ class CatalogError(DeonError):
 
 class QueryError(UsageError):
     """A query the catalog cannot run: unknown column, syntax error (exit 2)."""
+
+
+class WarningCode(str, Enum):
+    """What a warning is about, so that callers recognise it without reading its text."""
+
+    #: files that are not HDF5 went up without metadata (one summary per `up`)
+    NOT_HDF5_SUMMARY = "not-hdf5-summary"
+    #: any other warning (its text says what)
+    OTHER = "other"
+
+
+class DeonWarning(str):
+    """A warning: its text (it *is* the string, so it prints and compares as one) and a
+    `code` naming its kind."""
+
+    code: WarningCode
+
+    def __new__(cls, code: WarningCode, message: str) -> DeonWarning:
+        self = super().__new__(cls, message)
+        self.code = code
+        return self

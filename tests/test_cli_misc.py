@@ -169,9 +169,9 @@ def test_usage_errors_exit_2(isolated_env: Path) -> None:
 def test_pull_with_a_terminal_on_stdin_and_no_uris_is_a_usage_error(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import deon.cli
+    import deon.cli._env
 
-    monkeypatch.setattr(deon.cli, "_stdin_is_tty", lambda: True)
+    monkeypatch.setattr(deon.cli._env, "stdin_is_tty", lambda: True)
 
     r = CliRunner().invoke(cli, ["pull"])
 

@@ -259,6 +259,16 @@ def build_sql(where: str | None, limit: int | None, columns: str = "*") -> str:
     return sql
 
 
+def one_of(where: str | None, sql: str | None) -> None:
+    """A query is a WHERE condition or a whole SELECT, never both.
+
+    Raises:
+        QueryError: both were given (exit 2).
+    """
+    if sql is not None and where is not None:
+        raise QueryError("give a WHERE condition or --sql, not both")
+
+
 def run(
     reader: Reader,
     *,
@@ -274,8 +284,7 @@ def run(
     Raises:
         QueryError: unknown column, syntax error, or an attempt to write (exit 2).
     """
-    if sql is not None and where is not None:
-        raise QueryError("give a WHERE condition or --sql, not both")
+    one_of(where, sql)
     if sql is not None:
         text = statement(sql)
         if limit is not None:
@@ -313,6 +322,7 @@ def count(
     reader: Reader, where: str | None = None, sql: str | None = None, limit: int | None = None
 ) -> int:
     """How many rows `run` with the same arguments returns (at most `limit`)."""
+    one_of(where, sql)
     if sql is not None:
         text = f"SELECT count(*) FROM {_subquery(sql)}"
     else:

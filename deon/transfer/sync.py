@@ -18,10 +18,12 @@ from pathlib import Path
 
 from deon.errors import (
     DeonError,
+    DeonWarning,
     KeyNotFound,
     LocalPathError,
     PreconditionFailed,
     UnsafeKey,
+    WarningCode,
 )
 from deon.metadata import wire as meta
 from deon.metadata.hdf5 import is_hdf5, read_metadata
@@ -411,8 +413,11 @@ def up(
     done = _collect(result, engine.run(one, files), progress, started)
     if not_hdf5:
         done.warnings.append(
-            f"{len(not_hdf5)} file(s) are not HDF5: their objects carry no metadata "
-            f"(e.g. {sorted(not_hdf5)[0]})"
+            DeonWarning(
+                WarningCode.NOT_HDF5_SUMMARY,
+                f"{len(not_hdf5)} file(s) are not HDF5: their objects carry no metadata "
+                f"(e.g. {sorted(not_hdf5)[0]})",
+            )
         )
     return done
 
