@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from deon.catalog import flatten as fl
-from deon.catalog.location import SCHEMA_REVISION, check_file
+from deon.catalog.location import BUSY_TIMEOUT, SCHEMA_REVISION, check_file, no_catalog
 from deon.catalog.location import resolve_url as resolve_url
 from deon.catalog.models import (
     FIXED_COLUMNS,
@@ -34,8 +34,6 @@ from deon.catalog.models import (
 )
 from deon.errors import CatalogError, UsageError
 
-#: Seconds a writer waits for another deon process to finish its transaction.
-BUSY_TIMEOUT = 60
 #: Metadata columns beyond this many are kept only in the `metadata` JSON column
 #: (SQLite allows 2000 columns per table, PostgreSQL 1600).
 MAX_META_COLUMNS = 1000
@@ -158,10 +156,7 @@ class Catalog:
         if self.path is not None:
             if not self.path.exists():
                 if not create:
-                    raise UsageError(
-                        f"no catalog at {self.path}: mirror some metadata first "
-                        "(deon metadata down s3://BUCKET/PREFIX)"
-                    )
+                    raise no_catalog(self.path)
                 _create_private(self.path)
             else:
                 check_file(self.path)  # before the engines switch someone's file to WAL
@@ -623,9 +618,9 @@ class Catalog:
         self, where: str | None = None, *, sql: str | None = None, limit: int | None = None
     ) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
         """Run a read-only query: (column names, rows). See deon.catalog.query.run."""
-        from deon.catalog.query import Reader, run_and_close
+        from deon.catalog.query import Reader, run
 
-        return run_and_close(Reader.from_catalog(self), where=where, sql=sql, limit=limit)
+        return run(Reader.from_catalog(self), where=where, sql=sql, limit=limit, close=True)
 
 
 def _locked(error: BaseException) -> bool:
@@ -672,16 +667,8 @@ def alter_type(dialect: str, column: str, before: str | None, after: str | None)
 
 def coerce(kind: str | None, value: Any) -> Any:
     """A value as its column's kind, for databases that type columns (PostgreSQL)."""
-    if value is None:
-        return None
-    if kind == fl.KIND_BOOLEAN:
-        return bool(value)
-    if kind == fl.KIND_INTEGER:
-        return int(value)
-    if kind == fl.KIND_REAL:
-        return float(value)
-    if isinstance(value, str):
-        return value
+    if value is None or kind in fl.NUMBER_KINDS or isinstance(value, str):
+        return fl.as_number(kind, value)
     return json.dumps(value)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+import deon
 from deon.cli import _env
 from deon.cli._env import Env, pass_env
 from deon.cli._progress import Bar
@@ -159,6 +160,7 @@ def metadata_load(env: Env, address: str | None) -> None:
     from deon import api
 
     ns, banner = api.session(address, settings=env.settings())
+    ns["deon"] = deon
     if not _env.stdin_is_tty():
         # Commands from a pipe: run them as a script; stdout carries only their output.
         _run_script(sys.stdin.read(), ns)

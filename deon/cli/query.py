@@ -8,19 +8,15 @@ import click
 
 from deon.cli._env import Env, pass_env
 from deon.cli._errors import usage_error
+from deon.cli._options import file_format, selection
 
 
 @click.command()
-@click.argument("where", required=False)
-@click.option("--sql", help="A whole SELECT statement instead of a WHERE condition.")
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(["uri", "key", "json", "csv", "table"]),
-    default="uri",
-    show_default=True,
-    help="Output: one URI per line, keys, JSON lines (typed), CSV, or a table.",
+@selection
+@file_format(
+    ["uri", "key", "json", "csv", "table"],
+    "uri",
+    "Output: one URI per line, keys, JSON lines (typed), CSV, or a table.",
 )
 @click.option("-n", "--limit", type=click.IntRange(0), help="At most this many rows.")
 @click.option(
@@ -100,17 +96,8 @@ def query(
 
 
 @click.command()
-@click.argument("where", required=False)
-@click.option("--sql", help="A whole SELECT statement instead of a WHERE condition.")
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(["parquet", "csv", "jsonl"]),
-    default="parquet",
-    show_default=True,
-    help="File format.",
-)
+@selection
+@file_format(["parquet", "csv", "jsonl"], "parquet", "File format.")
 @click.option(
     "-o",
     "--output",

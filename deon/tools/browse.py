@@ -34,9 +34,9 @@ MAX_DISTINCT = 40
 def choose_facets(catalog: str) -> list[str]:
     """Facet columns: preferred keys first, then other text or boolean metadata columns
     with at most MAX_DISTINCT values (among a sample)."""
-    from deon.catalog.query import Reader
+    from deon.catalog.access import open_reader
 
-    with Reader.open(catalog) as reader:
+    with open_reader(catalog) as reader:
         kinds = {name: kind for name, _, kind in reader.meta_columns()}
         candidates = [c for c in PREFERRED if c in kinds]
         candidates += sorted(
@@ -85,6 +85,7 @@ def command(catalog: str, port: int, host: str, metadata_file: Path) -> list[str
         UsageError: not a SQLite catalog, no catalog yet, or datasette missing.
     """
     from deon.catalog.db import resolve_url, sqlite_path
+    from deon.catalog.location import no_catalog
 
     path = sqlite_path(resolve_url(catalog))
     if path is None:
@@ -93,10 +94,7 @@ def command(catalog: str, port: int, host: str, metadata_file: Path) -> list[str
             "Parquet or point datasette-like tools at the database itself"
         )
     if not path.exists():
-        raise UsageError(
-            f"no catalog at {path}: mirror some metadata first "
-            "(deon metadata down s3://BUCKET/PREFIX)"
-        )
+        raise no_catalog(path)
     try:
         import datasette  # noqa: F401
     except ImportError as e:
