@@ -175,7 +175,7 @@ def open_catalog(url: str | None = None) -> Catalog:
     """
     from deon.catalog.db import open_catalog as _open
 
-    return _open(url)
+    return _open(url if url is not None else _settings(None).catalog)
 
 
 def mirror(

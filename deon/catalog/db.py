@@ -76,9 +76,9 @@ class ObjectRow:
     last_modified: dt.datetime
     sha256: str | None = None
     metadata: str | None = None  # the document as JSON text
-    version_id: str | None = None
     metadata_error: str | None = None
     flat: dict[fl.Path, tuple[Any, str | None]] = field(default_factory=dict)
+    version_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -684,16 +684,12 @@ def upgrade(engine: sa.Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-def open_catalog(url: str | None = None, *, create: bool = True) -> Catalog:
+def open_catalog(url: str, *, create: bool = True) -> Catalog:
     """Open (and if needed create or upgrade) a catalog.
 
     Args:
-        url: a SQLite file path or any SQLAlchemy URL; default: the same catalog the
-            `deon` command uses (`--catalog`, `DEON_CATALOG`, config file, default path).
+        url: a SQLite file path or any SQLAlchemy URL (`deon.open_catalog()` finds the
+            one the `deon` command uses).
         create: create the catalog when it does not exist yet.
     """
-    if url is None:
-        from deon.config import load_settings
-
-        url = load_settings().catalog
     return Catalog(resolve_url(url), create=create)

@@ -148,7 +148,7 @@ def verify(env: Env, target: str, show_all: bool) -> None:
         deon verify s3://lab-data/alice | cut -f2 | deon pull --force
     """
     from deon import api
-    from deon.tools.verify import OK, PROBLEMS
+    from deon.results import OK, PROBLEMS
 
     def report(finding: Any) -> None:
         if finding.status != OK or show_all:
