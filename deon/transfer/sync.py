@@ -1,5 +1,5 @@
 """Planning `up`, `down` and `pull`: which items to transfer, which are already in place,
-which must be refused. The transfers themselves are the engine's (transfer.py).
+which must be refused. The transfers themselves are the engine's (engine.py).
 
 A local file and an object are "the same" when their sizes match and either the
 object's sha256 header (or the catalog's copy of it) equals the file's, or its ETag is
