@@ -52,6 +52,8 @@ from deon.uri import (
 )
 
 HDF5_CONTENT_TYPE = "application/x-hdf5"
+#: Why a file that was written to while deon read it was not sent.
+CHANGED_WHILE_READ = "changed while it was being read; not sent (run again once it is complete)"
 
 
 @dataclass(frozen=True)
@@ -355,60 +357,14 @@ def up(
     progress.begin("up", len(files), sum(f.size for f in files))
     for w in result.warnings:
         progress.warn(w)
-    sidecar_root = f"{address.prefix}{RESERVED_SEGMENT}/meta/"
     not_hdf5: list[str] = []
 
     def one(item: LocalFile) -> Outcome:
         key = address.prefix + item.relative
-        uri = f"s3://{address.bucket}/{key}"
-        try:
-            try:
-                check_relative_key(item.relative)
-            except UnsafeKey as e:
-                return Outcome(uri, item.path, Status.FAILED, message=f"unshareable name: {e}")
-            existing = remote.get(key)
-            st = os.stat(item.path)
-            cached = state.lookup(item.path, st)
-            if (
-                existing is not None
-                and cached is not None
-                and existing.size == st.st_size
-                and cached.etag == existing.etag
-            ):
-                progress.advance(st.st_size)  # uploaded (or downloaded) as it is now
-                return Outcome(uri, item.path, Status.UNCHANGED, st.st_size)
-            # MD5 only to compare with an object of the same size by its ETag.
-            md5 = existing is not None and existing.size == st.st_size
-            data: bytes | None = None
-            if uses_multipart(st.st_size):
-                digest = digest_file(item.path, engine.cancel, md5=md5)
-            else:
-                data = item.path.read_bytes()  # read once: hashed, then sent as is
-                digest = digest_bytes(data, md5=md5)
-            if os.stat(item.path) == st:
-                state.remember(item.path, st, digest.sha256, md5=digest.md5)
-            encoded, hdf5 = _encode_metadata(item.path, digest, sidecar_root, result, progress)
-            if not hdf5:
-                not_hdf5.append(item.relative)
-            return _put(
-                engine,
-                state,
-                address.bucket,
-                key,
-                item.path,
-                digest,
-                data,
-                st,
-                encoded,
-                hdf5,
-                existing,
-                overwrite=overwrite,
-                dry_run=dry_run,
-            )
-        except Cancelled:
-            raise
-        except (DeonError, OSError) as e:
-            return failed(uri, item.path, e)
+        return upload_file(
+            engine, state, address, item, remote.get(key), result,
+            overwrite=overwrite, dry_run=dry_run, not_hdf5=not_hdf5,
+        )  # fmt: skip
 
     done = _collect(result, engine.run(one, files), progress, started)
     if not_hdf5:
@@ -420,6 +376,84 @@ def up(
             )
         )
     return done
+
+
+def upload_file(
+    engine: Engine,
+    state: State,
+    address: S3Address,
+    item: LocalFile,
+    existing: ObjectInfo | None,
+    result: SyncResult,
+    *,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    not_hdf5: list[str] | None = None,
+    expect: tuple[int, int, int, int, int] | None = None,
+) -> Outcome:
+    """Upload one file to ADDRESS/RELATIVE (see `deon.api.up`), given what LIST said of
+    the object at its key (`existing`). Warnings go to `result` and the progress.
+
+    The file is read (and its metadata taken) between two looks at it: when it changed
+    in between, nothing is sent, because the bytes read may be half old and half new
+    (a FAILED outcome saying so). With `expect`, the file must also still be the one
+    with that identity (`state.identity`), e.g. the one `up --watch` found complete.
+    """
+    progress = engine.progress
+    key = address.prefix + item.relative
+    uri = f"s3://{address.bucket}/{key}"
+    sidecar_root = f"{address.prefix}{RESERVED_SEGMENT}/meta/"
+    try:
+        try:
+            check_relative_key(item.relative)
+        except UnsafeKey as e:
+            return Outcome(uri, item.path, Status.FAILED, message=f"unshareable name: {e}")
+        st = os.stat(item.path)
+        if expect is not None and identity(st) != expect:
+            return Outcome(uri, item.path, Status.FAILED, message=CHANGED_WHILE_READ)
+        cached = state.lookup(item.path, st)
+        if (
+            existing is not None
+            and cached is not None
+            and existing.size == st.st_size
+            and cached.etag == existing.etag
+        ):
+            progress.advance(st.st_size)  # uploaded (or downloaded) as it is now
+            return Outcome(uri, item.path, Status.UNCHANGED, st.st_size)
+        # MD5 only to compare with an object of the same size by its ETag.
+        md5 = existing is not None and existing.size == st.st_size
+        data: bytes | None = None
+        if uses_multipart(st.st_size):
+            digest = digest_file(item.path, engine.cancel, md5=md5)
+        else:
+            data = item.path.read_bytes()  # read once: hashed, then sent as is
+            digest = digest_bytes(data, md5=md5)
+        encoded, hdf5 = _encode_metadata(item.path, digest, sidecar_root, result, progress)
+        if identity(os.stat(item.path)) != identity(st):
+            # Written to while read: what was read may be no version the file ever had.
+            return Outcome(uri, item.path, Status.FAILED, message=CHANGED_WHILE_READ)
+        state.remember(item.path, st, digest.sha256, md5=digest.md5)
+        if not hdf5 and not_hdf5 is not None:
+            not_hdf5.append(item.relative)
+        return _put(
+            engine,
+            state,
+            address.bucket,
+            key,
+            item.path,
+            digest,
+            data,
+            st,
+            encoded,
+            hdf5,
+            existing,
+            overwrite=overwrite,
+            dry_run=dry_run,
+        )
+    except Cancelled:
+        raise
+    except (DeonError, OSError) as e:
+        return failed(uri, item.path, e)
 
 
 def _encode_metadata(
