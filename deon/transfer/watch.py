@@ -45,7 +45,7 @@ from deon.results import Outcome, Progress, Status, SyncResult
 from deon.s3.client import ObjectInfo, Storage
 from deon.transfer import sync
 from deon.transfer.digest import Cancelled
-from deon.transfer.engine import Engine
+from deon.transfer.engine import Engine, failed
 from deon.transfer.state import State, identity
 from deon.uri import RESERVED_SEGMENT, TEMP_PREFIX, S3Address
 
@@ -505,16 +505,8 @@ class Watcher:
             )
         except Cancelled:
             outcome = None
-        except DeonError as e:
-            outcome = Outcome(f"s3://{self.address.bucket}/{key}", path, Status.FAILED, 0, str(e))
-        except Exception as e:  # a bug must not end the watch: named, and retried
-            outcome = Outcome(
-                f"s3://{self.address.bucket}/{key}",
-                path,
-                Status.FAILED,
-                0,
-                f"unexpected {type(e).__name__}: {e}",
-            )
+        except Exception as e:  # a bug, too, must not end the watch: named, and retried
+            outcome = failed(f"s3://{self.address.bucket}/{key}", path, e)
         self._results.put((rel, ident, outcome, time.monotonic() - started))
         self._wake.set()
 
@@ -532,6 +524,7 @@ class Watcher:
             now = time.monotonic()
             if outcome is None:  # abandoned at stop
                 self.result.abandoned.append(rel)
+                f.waiting = "abandoned at stop"
                 continue
             try:
                 current: Identity | None = identity(f.path.stat())
