@@ -295,8 +295,8 @@ def test_kill_9_then_a_restart_uploads_everything_once(lab: Lab) -> None:
     assert set(puts.values()) == {1}, {k: n for k, n in puts.items() if n != 1}
 
 
-@pytest.mark.parametrize("grace", ["0", "60"])
-def test_sigterm_mid_upload_exits_0_and_leaves_no_multipart_upload(lab: Lab, grace: str) -> None:
+@pytest.mark.parametrize("how", ["sigterm-abandon", "sigterm-finish", "ctrl-c-twice"])
+def test_sigterm_mid_upload_exits_0_and_leaves_no_multipart_upload(lab: Lab, how: str) -> None:
     local = lab.tmp / "robot"
     local.mkdir()
     parts: list[str] = []
@@ -307,22 +307,29 @@ def test_sigterm_mid_upload_exits_0_and_leaves_no_multipart_upload(lab: Lab, gra
             time.sleep(0.3)
 
     lab.proxy.rules.before = slow_parts
-    # One part at a time (-j 1): SIGTERM comes while parts are still to be sent.
+    grace = "60" if how == "sigterm-finish" else "0.2"
+    # One part at a time (-j 1): the signal comes while parts are still to be sent.
     watcher = start(["-j", "1", *watch_args(local, "robot", "--grace", grace)], lab.tmp, "watch")
     big = local / "big.bin"
     big.write_bytes(os.urandom(40 * 1024 * 1024))  # 5 parts of 8 MiB
     wait_for(lambda: bool(parts), what="the first part")
-    code = stop(watcher, signal.SIGTERM)
-    out, err = output(lab.tmp, "watch")
-    assert code == 0, err
-    assert "stopping: taking no new files" in err
-    assert lab.client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
-    if grace == "0":
-        assert lab.list_keys("robot/") == []
-        assert "abandoned" in err
+    if how == "ctrl-c-twice":
+        watcher.send_signal(signal.SIGINT)
+        wait_for(lambda: "stopping" in output(lab.tmp, "watch")[1], what="stopping")
+        code = stop(watcher, signal.SIGINT)
     else:
+        code = stop(watcher, signal.SIGTERM)
+    out, err = output(lab.tmp, "watch")
+    assert code == (130 if how == "ctrl-c-twice" else 0), err
+    assert "stopping: taking no new files" in err
+    assert "Traceback" not in err
+    assert lab.client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    if how == "sigterm-finish":
         assert lab.get("robot/big.bin") == big.read_bytes()
         assert out.split() == ["s3://lab/robot/big.bin"]
+    else:
+        assert lab.list_keys("robot/") == []
+        assert "abandoned" in err and out == ""
 
 
 # -- --every ------------------------------------------------------------------------------
@@ -500,3 +507,31 @@ def test_up_does_not_send_a_file_that_changed_while_it_was_read(
     assert path.exists()
     assert excluded("a/.x.swp", ("*.tmp", ".*.swp")) and excluded("b.tmp", ("*.tmp",))
     assert not excluded("b.h5", ("*.tmp",))
+
+
+def test_the_readme_service_examples_run_up_watch_and_restart_only_on_failure() -> None:
+    import plistlib
+    import re
+    import shlex
+
+    from deon.cli import cli
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Running `deon up --watch` as a service", 1)[1].split("\n## ")[0]
+    unit = re.search(r"```ini\n(.*?)```", section, re.S)
+    plist = re.search(r"```xml\n(.*?)```", section, re.S)
+    assert unit is not None and plist is not None
+    settings = dict(
+        line.split("=", 1) for line in unit.group(1).splitlines() if "=" in line and line[0] != "#"
+    )
+    assert settings["Restart"] == "on-failure" and settings["RestartPreventExitStatus"] == "2"
+    assert int(settings["TimeoutStopSec"]) > 20  # longer than the default --grace
+    assert settings["StandardError"] == "journal"
+    job = plistlib.loads(plist.group(1).encode())
+    assert job["KeepAlive"] == {"SuccessfulExit": False} and job["RunAtLoad"] is True
+    assert job["ExitTimeOut"] > 20
+    for argv in (shlex.split(settings["ExecStart"]), job["ProgramArguments"]):
+        assert Path(argv[0]).name == "deon"
+        assert argv[1] == "up"
+        sub = cli.commands["up"].make_context("up", list(argv[2:]))
+        assert sub.params["watch"] is True and sub.params["address"].startswith("s3://")
