@@ -146,7 +146,7 @@ def up_watch(
         settings: resolved settings; by default from the environment and config file.
         **options: overrides: endpoint_url, profile, jobs, data_dir.
     """
-    from deon.transfer.watch import WatchOptions, watch
+    from deon.transfer.watch import Watcher, WatchOptions, stop_on_signals
 
     s = _settings(settings, **options)
     target = _folder(address)
@@ -156,16 +156,11 @@ def up_watch(
     )
     state = State()
     try:
-        return watch(
-            make_storage(s),
-            state,
-            target,
-            local,
-            jobs=s.jobs,
-            options=opts,
-            report=report,
-            handle_signals=handle_signals,
+        watcher = Watcher(
+            make_storage(s), state, target, local, jobs=s.jobs, options=opts, report=report
         )
+        with stop_on_signals(watcher) if handle_signals else contextlib.nullcontext():
+            return watcher.run()
     finally:
         state.close()
 

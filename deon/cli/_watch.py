@@ -263,13 +263,11 @@ def run_watch(
     local_dir: Path | None,
     *,
     overwrite: bool,
-    settle: float | None,
-    poll: float | None,
-    exclude: tuple[str, ...],
-    grace: float | None,
     verbose: bool,
+    **tuning: Any,
 ) -> None:
-    """`deon up --watch`: until SIGTERM or Ctrl-C (exit 0; 130 on a second Ctrl-C)."""
+    """`deon up --watch`: until SIGTERM or Ctrl-C (exit 0; 130 on a second Ctrl-C).
+    `tuning`: settle, poll, exclude, grace as the options gave them (None: default)."""
     from deon import api
     from deon.cli._render import human as _human
     from deon.results import Status
@@ -308,14 +306,15 @@ def run_watch(
                 )
                 console.err(f"stopping: taking no new files{what}")
 
-    options: dict[str, Any] = {"exclude": exclude, "overwrite": overwrite}
-    if settle is not None:
-        options["settle"] = settle
-    if grace is not None:
-        options["grace"] = grace
+    options = {k: v for k, v in tuning.items() if v is not None}
     try:
         result = api.up_watch(
-            address, local_dir, poll=poll, report=Report(), settings=env.settings(), **options
+            address,
+            local_dir,
+            overwrite=overwrite,
+            report=Report(),
+            settings=env.settings(),
+            **options,
         )
     finally:
         console.flush_status()

@@ -33,7 +33,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -667,25 +667,3 @@ def stop_on_signals(watcher: Any) -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-def watch(
-    storage: Storage,
-    state: State,
-    address: S3Address,
-    local: Path,
-    *,
-    jobs: int,
-    options: WatchOptions | None = None,
-    report: WatchReport | None = None,
-    handle_signals: bool = True,
-    started: Callable[[Watcher], None] | None = None,
-) -> WatchResult:
-    """Watch `local` and upload to `address` until stopped (see Watcher)."""
-    watcher = Watcher(storage, state, address, local, jobs=jobs, options=options, report=report)
-    if started is not None:
-        started(watcher)
-    if not handle_signals:
-        return watcher.run()
-    with stop_on_signals(watcher):
-        return watcher.run()
