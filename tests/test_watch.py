@@ -535,3 +535,51 @@ def test_the_readme_service_examples_run_up_watch_and_restart_only_on_failure() 
         assert argv[1] == "up"
         sub = cli.commands["up"].make_context("up", list(argv[2:]))
         assert sub.params["watch"] is True and sub.params["address"].startswith("s3://")
+
+
+def test_polling_instead_of_events_finds_new_files_in_new_folders(lab: Lab) -> None:
+    local = lab.tmp / "robot"
+    local.mkdir()
+    make_h5(local / "old.h5", {"n": 0})
+    watcher = start(
+        watch_args(local, "robot", "--poll", "0.2", "--exclude", "skip/*"), lab.tmp, "w"
+    )
+    try:
+        wait_for(lambda: lab.list_keys("robot/") == ["robot/old.h5"], what="the first file")
+        make_h5(local / "day2" / "new.h5", {"n": 1})
+        make_h5(local / "skip" / "no.h5", {"n": 2})
+        (local / "notes.part").write_bytes(b"half")
+        wait_for(
+            lambda: lab.list_keys("robot/") == ["robot/day2/new.h5", "robot/old.h5"],
+            what="the file in the new folder",
+        )
+        time.sleep(1)  # several scans: the excluded and temporary files stay local
+    finally:
+        code = stop(watcher)
+    out, err = output(lab.tmp, "w")
+    assert code == 0, err
+    assert "(polling)" in err
+    assert lab.list_keys("robot/") == ["robot/day2/new.h5", "robot/old.h5"]
+
+
+def test_sigterm_during_an_every_round_exits_0_and_leaves_no_multipart_upload(lab: Lab) -> None:
+    local = lab.tmp / "alice"
+    local.mkdir()
+    (local / "big.bin").write_bytes(os.urandom(40 * 1024 * 1024))
+    parts: list[str] = []
+
+    def slow_parts(method: str, key: str, query: str) -> None:
+        if "partNumber" in query:
+            parts.append(key)
+            time.sleep(0.3)
+
+    lab.proxy.rules.before = slow_parts
+    proc = start(
+        ["-j", "1", "up", "--every", "1m", f"s3://{BUCKET}/alice", str(local)], lab.tmp, "up"
+    )
+    wait_for(lambda: bool(parts), what="the first part")
+    code = stop(proc, signal.SIGTERM)
+    _, err = output(lab.tmp, "up")
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert lab.client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
