@@ -306,6 +306,8 @@ class Watcher:
                 events = self._start_events()
             last_scan = time.monotonic()
             while not self._stop.is_set():
+                if self._using_events and (events is None or not events.is_alive()):
+                    self._fall_back_to_polling("the event watcher stopped")
                 self._drain_events()
                 now = time.monotonic()
                 period = self.opts.poll if not self._using_events else self.opts.rescan
@@ -629,15 +631,19 @@ class Watcher:
         thread.start()
         started.wait(5)
         if failed:
-            self._using_events = False
-            poll = min(self.opts.rescan, 10.0)
-            self.opts = _replace(self.opts, poll=poll)
-            self.report.warn(
-                f"cannot watch {self.local} for changes ({failed[0]}); scanning every "
-                f"{poll:g} s instead (--poll sets how often)"
-            )
+            self._fall_back_to_polling(str(failed[0]))
             return None
         return thread
+
+    def _fall_back_to_polling(self, why: str) -> None:
+        """Events cannot be had (no inotify watches left, the folder went away): scan."""
+        self._using_events = False
+        poll = min(self.opts.rescan, 10.0)
+        self.opts = _replace(self.opts, poll=poll)
+        self.report.warn(
+            f"cannot watch {self.local} for changes ({why}); scanning every "
+            f"{poll:g} s instead (--poll sets how often)"
+        )
 
 
 def _replace(opts: WatchOptions, **changes: Any) -> WatchOptions:
