@@ -513,11 +513,17 @@ class Watcher:
         self._wake.set()
 
     def _collect(self) -> None:
+        got = False
         while True:
             try:
                 rel, ident, outcome, seconds = self._results.get_nowait()
             except queue.Empty:
+                if got:
+                    # The hash cache is written in batches; a long-running watcher saves
+                    # it as it goes, so that a restart after kill -9 reads no file again.
+                    self.state.flush()
                 return
+            got = True
             self._futures.pop(rel, None)
             f = self.files.get(rel)
             if f is None:
