@@ -374,6 +374,8 @@ def test_every_refuses_bad_usage_in_one_line(lab: Lab) -> None:
         (["up", "--settle", "1", "s3://lab/a"], "--settle needs --watch"),
         (["up", "--watch", "-n", "s3://lab/a"], "no --dry-run"),
         (["down", "--every", "1s", "s3://no-such-bucket/a", str(lab.tmp / "x")], "no such bucket"),
+        (["up", "--watch", "s3://lab/a", str(lab.tmp / "missing")], "no such folder"),
+        (["up", "--watch", "s3://lab/a", str(make_h5(lab.tmp / "f.h5"))], "not a file"),
     ]:
         r = run_deon(*args)
         assert r.returncode == 2, (args, r.stderr)

@@ -291,8 +291,10 @@ class Watcher:
 
     def run(self) -> WatchResult:
         started = time.monotonic()
+        if self.local.is_file():
+            raise LocalPathError(f"up --watch watches a folder, not a file: {self.local}")
         if not self.local.is_dir():
-            raise LocalPathError(f"no such folder: {self.local} (up --watch needs a folder)")
+            raise LocalPathError(f"no such folder: {self.local}")
         self.engine = Engine(self.storage, self.jobs, self.report, self.state)
         pool = ThreadPoolExecutor(self.jobs, thread_name_prefix="deon-watch")
         events: threading.Thread | None = None
