@@ -562,6 +562,17 @@ def test_polling_instead_of_events_finds_new_files_in_new_folders(lab: Lab) -> N
     assert code == 0, err
     assert "(polling)" in err
     assert lab.list_keys("robot/") == ["robot/day2/new.h5", "robot/old.h5"]
+    # What the watcher sent is what `deon up` would have: a plain up finds nothing to do
+    # (after leaving out what the watcher leaves out).
+    (local / "notes.part").unlink()
+    (local / "skip" / "no.h5").unlink()
+    lab.proxy.reset()
+    from tests.conftest import run_deon
+
+    r = run_deon("up", f"s3://{BUCKET}/robot", str(local))
+    assert r.returncode == 0, r.stderr
+    assert "up: 0 uploaded, 2 unchanged" in r.stderr
+    assert lab.proxy.count("PUT", "HEAD", "COPY") == 0
 
 
 def test_sigterm_during_an_every_round_exits_0_and_leaves_no_multipart_upload(lab: Lab) -> None:
