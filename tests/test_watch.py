@@ -156,6 +156,7 @@ def test_only_complete_files_go_up_and_a_follower_catalog_converges(lab: Lab) ->
         ["metadata", "down", "--every", "1s", f"s3://{BUCKET}/robot"], lab.tmp, "follower"
     )
     try:
+        wait_for(lambda: "watch s3://lab/robot" in output(lab.tmp, "watch")[1], what="listing")
         writer = subprocess.run(
             [PY, "-c", WRITER, str(local), str(log), "0.8"], capture_output=True, timeout=120
         )
