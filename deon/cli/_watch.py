@@ -133,7 +133,10 @@ def repeat(env: Any, every: float | None, body: Callable[[], None]) -> None:
     def round_body() -> None:
         rounds[0] += 1
         env.prefix = f"round {rounds[0]} ({time.strftime('%H:%M:%S')}): "
-        body()
+        try:
+            body()
+        finally:
+            sys.stdout.flush()  # a journal or pipe sees each round's lines when it ends
 
     def on_error(info: Round, error: BaseException) -> None:
         if isinstance(error, click.exceptions.Exit):
