@@ -199,7 +199,7 @@ def looks_hdf5(path: Path) -> bool:
 
 def hdf5_incomplete(path: Path) -> str | None:
     """Why an HDF5 file cannot be taken as complete yet, or None when it opens cleanly
-    read-only (HDF5 2.0 and 1.14 behave alike here; see tests/test_watch.py)."""
+    read-only (as checked against HDF5 2.0 in tests/test_watch.py)."""
     import h5py
 
     try:
