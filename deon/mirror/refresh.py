@@ -124,6 +124,7 @@ def fetch_row(storage: Storage, sidecars: _Sidecars, obj: ObjectInfo) -> _Fetche
     else:
         etag, last_modified = head.etag, head.last_modified
     row = ObjectRow(obj.bucket, obj.key, head.size, etag, last_modified)
+    row.version_id = head.version_id
     warning = None
     try:
         decoded = meta.decode(head.metadata)
@@ -152,6 +153,7 @@ def row_from_entry(obj: ObjectInfo, entry: Entry) -> ObjectRow:
     if sha is not None and sha != sha.lower():
         sha = None
     row = ObjectRow(obj.bucket, obj.key, entry.size, obj.etag, obj.last_modified, sha)
+    row.version_id = entry.version_id if isinstance(entry.version_id, str) else None
     if entry.text is not None:
         try:
             row.flat = flatten(meta.parse_json(entry.text))
@@ -167,11 +169,14 @@ def _same(a: ObjectRow, b: ObjectRow) -> bool:
     def doc(r: ObjectRow) -> Any:
         return json.loads(r.metadata) if r.metadata is not None else None
 
+    # A snapshot that names no VersionId (written before deon recorded them) is not
+    # wrong about it; one that names another is.
+    versions = b.version_id is None or a.version_id == b.version_id
     return (a.size, a.sha256, a.metadata_error is None) == (
         b.size,
         b.sha256,
         b.metadata_error is None,
-    ) and doc(a) == doc(b)
+    ) and versions and doc(a) == doc(b)
 
 
 def mirror(

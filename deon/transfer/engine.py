@@ -173,6 +173,26 @@ def verify(uri: str, head: ObjectHead, sha256: str, md5: str | None) -> None:
 
 
 @dataclass(frozen=True)
+class Pin:
+    """The exact bytes a download must get (an entry of a manifest): that version, or
+    the object only while it still has that ETag; and then that sha256."""
+
+    etag: str
+    sha256: str | None = None
+    version_id: str | None = None
+
+    def check(self, uri: str, head: ObjectHead, sha256: str) -> None:
+        """Raises IntegrityError unless the downloaded bytes are the pinned ones."""
+        if self.sha256 is not None and sha256 != self.sha256:
+            raise IntegrityError(
+                f"{uri}: sha256 {sha256[:12]}… is not the {self.sha256[:12]}… the manifest "
+                "names; refused"
+            )
+        if self.sha256 is None and head.etag != self.etag:
+            raise IntegrityError(f"{uri}: ETag {head.etag} is not the {self.etag} the manifest names")
+
+
+@dataclass(frozen=True)
 class Downloaded:
     """What a finished download verified."""
 
@@ -268,8 +288,10 @@ class Engine:
         *,
         size: int | None = None,
         etag: str | None = None,
+        pin: Pin | None = None,
     ) -> Downloaded:
-        """Download one object to `dest`, atomically and verified.
+        """Download one object to `dest`, atomically and verified. With `pin`, only the
+        pinned bytes (a manifest's): GETs name its version, or carry If-Match on its ETag.
 
         Raises:
             DeonError: the object could not be fetched or did not verify; nothing was
@@ -286,8 +308,8 @@ class Engine:
             raise LocalPathError(f"a folder is in the way of file {dest}")
         self.sweep_once(dest.parent)
         if size is not None and etag and uses_multipart(size):
-            return self._download_ranged(bucket, key, dest, size, etag)
-        return self._download_whole(bucket, key, dest)
+            return self._download_ranged(bucket, key, dest, size, etag, pin)
+        return self._download_whole(bucket, key, dest, pin)
 
     def sweep_once(self, folder: Path) -> None:
         """Clean up what killed runs left in a folder (`sweep_temps`), once per run."""
@@ -297,7 +319,7 @@ class Engine:
             self._swept.add(folder)
         sweep_temps(folder)
 
-    def _download_whole(self, bucket: str, key: str, dest: Path) -> Downloaded:
+    def _download_whole(self, bucket: str, key: str, dest: Path, pin: Pin | None) -> Downloaded:
         tmp = unique_temp_path(dest)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         view = read_buffer()
@@ -309,8 +331,13 @@ class Engine:
             for attempt in self._retrying():
                 with attempt:
                     start = written if head is not None else None
+                    first = pin.etag if pin is not None and not pin.version_id else None
                     h, body = self.storage.get(
-                        bucket, key, start=start, if_match=head.etag if head else None
+                        bucket,
+                        key,
+                        start=start,
+                        if_match=head.etag if head else first,
+                        version_id=pin.version_id if pin is not None else None,
                     )
                     with body:
                         if head is None:
@@ -346,6 +373,8 @@ class Engine:
                 raise IntegrityError(f"s3://{bucket}/{key}: got {written} of {total} bytes")
             got = sha.hexdigest()
             verify(f"s3://{bucket}/{key}", head, got, md5.hexdigest() if md5 else None)
+            if pin is not None:
+                pin.check(f"s3://{bucket}/{key}", head, got)
             self._finalize(tmp, dest, head.last_modified, got, head.etag)
             return Downloaded(written, got, head)
         except BaseException:
@@ -355,7 +384,7 @@ class Engine:
             raise
 
     def _download_ranged(
-        self, bucket: str, key: str, dest: Path, size: int, etag: str
+        self, bucket: str, key: str, dest: Path, size: int, etag: str, pin: Pin | None = None
     ) -> Downloaded:
         tmp = resumable_temp_path(dest, etag)
         journal = tmp.with_name(tmp.name + ".parts")
@@ -388,7 +417,9 @@ class Engine:
 
                 def fetch(index: int) -> ObjectHead:
                     offset, length = ranges[index]
-                    head = self._fetch_range(bucket, key, etag, fd, offset, length, failed)
+                    head = self._fetch_range(
+                        bucket, key, etag, fd, offset, length, failed, pin and pin.version_id
+                    )
                     with lock:
                         jf.write(f"{index}\n")
                         jf.flush()
@@ -402,12 +433,19 @@ class Engine:
                     failed.set()
                     wait(futures)
                     raise errors[0]  # type: ignore[misc]
-                head = futures[0].result() if futures else self.storage.head(bucket, key)
+                if futures:
+                    head = futures[0].result()
+                elif pin is not None:  # all parts were in place: the pin says what they are
+                    head = ObjectHead(size, etag, None)
+                else:
+                    head = self.storage.head(bucket, key)
                 got = self._hash_file(fd, size)
             finally:
                 os.close(fd)
             try:
                 verify(f"s3://{bucket}/{key}", head, got, None)
+                if pin is not None:
+                    pin.check(f"s3://{bucket}/{key}", head, got)
             except IntegrityError:
                 tmp.unlink(missing_ok=True)
                 journal.unlink(missing_ok=True)
@@ -439,6 +477,7 @@ class Engine:
         offset: int,
         length: int,
         failed: threading.Event,
+        version_id: str | None = None,
     ) -> ObjectHead:
         done = 0
         head: ObjectHead | None = None
@@ -447,7 +486,12 @@ class Engine:
             with attempt:
                 start = offset + done
                 head, body = self.storage.get(
-                    bucket, key, start=start, end=offset + length - 1, if_match=etag
+                    bucket,
+                    key,
+                    start=start,
+                    end=offset + length - 1,
+                    if_match=etag,
+                    version_id=version_id,
                 )
                 if head.size != length - done:
                     raise IntegrityError(
