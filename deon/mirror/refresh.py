@@ -172,11 +172,16 @@ def _same(a: ObjectRow, b: ObjectRow) -> bool:
     # A snapshot that names no VersionId (written before deon recorded them) is not
     # wrong about it; one that names another is.
     versions = b.version_id is None or a.version_id == b.version_id
-    return (a.size, a.sha256, a.metadata_error is None) == (
-        b.size,
-        b.sha256,
-        b.metadata_error is None,
-    ) and versions and doc(a) == doc(b)
+    return (
+        (a.size, a.sha256, a.metadata_error is None)
+        == (
+            b.size,
+            b.sha256,
+            b.metadata_error is None,
+        )
+        and versions
+        and doc(a) == doc(b)
+    )
 
 
 def mirror(

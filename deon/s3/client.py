@@ -407,7 +407,11 @@ class Storage:
             r = self._call("list_object_versions", what, **kwargs)
             for v in r.get("Versions", []):  # newest first, per key
                 vid = v.get("VersionId")
-                if v.get("Key") == key and clean_etag(v.get("ETag")) == etag and v.get("Size") == size:
+                if (
+                    v.get("Key") == key
+                    and clean_etag(v.get("ETag")) == etag
+                    and v.get("Size") == size
+                ):
                     return vid if vid and vid != "null" else None
             if not r.get("IsTruncated"):
                 return None

@@ -189,7 +189,9 @@ class Pin:
                 "names; refused"
             )
         if self.sha256 is None and head.etag != self.etag:
-            raise IntegrityError(f"{uri}: ETag {head.etag} is not the {self.etag} the manifest names")
+            raise IntegrityError(
+                f"{uri}: ETag {head.etag} is not the {self.etag} the manifest names"
+            )
 
 
 @dataclass(frozen=True)
