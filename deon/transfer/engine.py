@@ -416,12 +416,11 @@ class Engine:
                 self.progress.advance(resumed)
                 failed = threading.Event()
                 lock = threading.Lock()
+                version = pin.version_id if pin is not None else None
 
                 def fetch(index: int) -> ObjectHead:
                     offset, length = ranges[index]
-                    head = self._fetch_range(
-                        bucket, key, etag, fd, offset, length, failed, pin and pin.version_id
-                    )
+                    head = self._fetch_range(bucket, key, etag, fd, offset, length, failed, version)
                     with lock:
                         jf.write(f"{index}\n")
                         jf.flush()

@@ -261,6 +261,22 @@ def _cached_current(
     return row[7] == obj.etag or (sha256 is not None and row[5] == sha256)
 
 
+def home(engine: Engine, result: SyncResult, bucket: str, key: str, data_dir: Path) -> Path | None:
+    """DATA_DIR/BUCKET/KEY, its folder swept of what killed runs left; None (and a
+    FAILED outcome in `result`) for a key that would escape it."""
+    try:
+        dest = local_path_for(data_dir / bucket, key)
+    except UnsafeKey as e:
+        outcome = Outcome(
+            f"s3://{bucket}/{key}", None, Status.FAILED, message=f"refused unsafe key: {e}"
+        )
+        result.outcomes.append(outcome)
+        engine.progress.item_done(outcome)
+        return None
+    engine.sweep_once(dest.parent)
+    return dest
+
+
 def pull(
     engine: Engine,
     addresses: Iterable[S3Address],
@@ -279,15 +295,9 @@ def pull(
     progress.begin("pull", len(unique), sum(k.size for a in unique if (k := known.get(a.uri))))
     tasks: list[tuple[S3Address, Path]] = []
     for address in unique:
-        try:
-            dest = local_path_for(data_dir / address.bucket, address.key)
-        except UnsafeKey as e:
-            outcome = Outcome(address.uri, None, Status.FAILED, message=f"refused unsafe key: {e}")
-            result.outcomes.append(outcome)
-            progress.item_done(outcome)
-            continue
-        engine.sweep_once(dest.parent)
-        tasks.append((address, dest))
+        dest = home(engine, result, address.bucket, address.key, data_dir)
+        if dest is not None:
+            tasks.append((address, dest))
 
     def one(task: tuple[S3Address, Path]) -> Outcome:
         address, dest = task
