@@ -210,7 +210,7 @@ def pull(
     data_dir: str | Path | None = None,
     force: bool = False,
     *,
-    manifest: str | Path | Manifest | None = None,
+    manifest: str | Path | bytes | Manifest | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
     settings: config.Settings | None = None,
@@ -222,8 +222,8 @@ def pull(
         uris: `s3://BUCKET/KEY` strings (or addresses); duplicates are fetched once.
         data_dir: the local root; default from settings (`--data-dir`, `DEON_DATA_DIR`).
         force: download even files that are already up to date.
-        manifest: instead of `uris`, a manifest (a `Manifest`, a file, or the s3:// URI
-            of a published one): exactly its bytes (see deon.manifest.fetch). No
+        manifest: instead of `uris`, a manifest (a `Manifest`, a file, the s3:// URI
+            of a published one, or its bytes): exactly its bytes (see deon.manifest.fetch). No
             catalog is used.
         dry_run: decide, but download nothing.
 
@@ -251,7 +251,7 @@ def pull(
 
 
 def _pull_manifest(
-    source: str | Path | Manifest,
+    source: str | Path | bytes | Manifest,
     root: Path,
     force: bool,
     dry_run: bool,
@@ -289,10 +289,14 @@ MAX_MANIFEST_BYTES = 1024**3
 
 
 def load_manifest(
-    source: str | Path | Manifest, *, settings: config.Settings | None = None, **options: Any
+    source: str | Path | bytes | Manifest,
+    *,
+    settings: config.Settings | None = None,
+    **options: Any,
 ) -> Manifest:
-    """Read and verify a manifest (`deon freeze`): a file, or `s3://BUCKET/KEY` of a
-    published one. `.to_pandas(catalog)` gives a DataFrame of it (see manifest_frame).
+    """Read and verify a manifest (`deon freeze`): a file, `s3://BUCKET/KEY` of a
+    published one, or its bytes. `.to_pandas(catalog)` gives a DataFrame of it (see
+    manifest_frame).
 
     Raises:
         ManifestError: not a deon manifest, or edited or damaged since it was frozen.
@@ -301,6 +305,8 @@ def load_manifest(
 
     if isinstance(source, Manifest):
         return source
+    if isinstance(source, bytes):
+        return parse(source, "the manifest given")
     text = str(source)
     if text.startswith("s3://"):
         address = parse_object_uri(text)

@@ -161,6 +161,8 @@ def test_pull_from_a_published_manifest(lab: Lab) -> None:
     pulled = run_deon("pull", "--manifest", uri)
     assert pulled.returncode == 0, pulled.stderr
     assert _local(lab, "t/keep.h5").read_bytes() == FROZEN["t/keep.h5"]
+    piped = run_deon("pull", "--manifest", "-", input=r.stdout)  # freeze -o - | pull
+    assert piped.returncode == 0 and "3 unchanged" in piped.stderr
 
 
 def test_publishing_never_replaces_another_manifest(lab: Lab) -> None:

@@ -160,7 +160,8 @@ def read_uris(lines: Any) -> list[str]:
 @click.option(
     "--manifest",
     metavar="FILE|S3_URI",
-    help="Exactly the bytes a manifest (deon freeze) names, by VersionId where kept.",
+    help="Exactly the bytes a manifest (deon freeze) names, by VersionId where kept "
+    "(- reads it from standard input).",
 )
 @pass_env
 def pull(env: Env, uris: tuple[str, ...], force: bool, dry_run: bool, manifest: str | None) -> None:
@@ -185,8 +186,9 @@ def pull(env: Env, uris: tuple[str, ...], force: bool, dry_run: bool, manifest: 
         if uris:
             raise click.UsageError("give URIs or --manifest, not both")
         progress = Bar(env.quiet, lambda o: str(o.local))
+        given = sys.stdin.buffer.read() if manifest == "-" else manifest  # freeze -o - | pull
         result = api.pull(
-            manifest=manifest, force=force, dry_run=dry_run, progress=progress,
+            manifest=given, force=force, dry_run=dry_run, progress=progress,
             settings=env.settings(),
         )  # fmt: skip
         return summarize(env.log, result, "downloaded")
