@@ -272,9 +272,12 @@ def _pull_manifest(
         from deon.s3.client import safe_url
 
         where = ", ".join(sorted(src.endpoint or "AWS" for src in m.sources))
-        warning = (
+        from deon.errors import DeonWarning, WarningCode
+
+        warning = DeonWarning(
+            WarningCode.MANIFEST_ENDPOINT,
             f"{m.name} was frozen from {where}; pulling from {safe_url(s.endpoint_url) or 'AWS'} "
-            "(each object is checked against the manifest; VersionIds belong to the first)"
+            "(each object is checked against the manifest; VersionIds belong to the first)",
         )
         (progress or Progress()).warn(warning)
     with _engine(s, progress) as (engine, _):

@@ -107,6 +107,8 @@ class WarningCode(str, Enum):
     SNAPSHOT_UNUSED = "snapshot-unused"
     #: a source is now mirrored from another endpoint than before
     ENDPOINT_MOVED = "endpoint-moved"
+    #: a manifest is pulled from another endpoint than the one it was frozen from
+    MANIFEST_ENDPOINT = "manifest-endpoint"
     #: any other warning (its text says what)
     OTHER = "other"
 

@@ -502,3 +502,22 @@ def test_a_published_snapshot_carries_version_ids_to_a_colleague(lab: Lab) -> No
     db.close()
     assert got == {k: lab.head(k)["VersionId"] for k in FROZEN}
     assert lab.proxy.count("HEAD") == 3  # the spot checks; the rows came from the snapshot
+
+
+def test_requests_go_to_the_endpoint_in_use_never_the_manifests(lab: Lab) -> None:
+    from deon.errors import WarningCode
+
+    manifest = _frozen(lab)
+    head, rest = manifest.read_bytes().split(b"\n", 1)
+    doc = json.loads(head)
+    doc["sources"] = [{"uri": "s3://lab/t/", "endpoint": "https://elsewhere.invalid"}]
+    lab.proxy.reset()
+
+    result = deon.pull(manifest=json.dumps(doc).encode() + b"\n" + rest)
+
+    assert result.ok, result.failed
+    assert [w.code for w in result.warnings] == [WarningCode.MANIFEST_ENDPOINT]
+    assert (
+        "frozen from https://elsewhere.invalid; pulling from " + lab.endpoint in result.warnings[0]
+    )
+    assert lab.proxy.count("GET") == 3
