@@ -76,6 +76,10 @@ class UnsafeKey(DeonError):
     """An object key that cannot be written safely under the local folder."""
 
 
+class FrameError(DeonError):
+    """Image frames in a file that cannot be decoded (an mp4 or JPEG stream)."""
+
+
 class MetadataError(DeonError):
     """Object metadata that cannot be decoded."""
 
