@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from deon.errors import (
 )
 from deon.metadata import wire as meta
 from deon.metadata.hdf5 import is_hdf5, read_metadata
+from deon.metadata.readers import Reader
 from deon.results import Outcome, Progress, Status, SyncResult
 from deon.s3.client import ObjectInfo, Storage
 from deon.transfer.digest import (
@@ -341,8 +342,10 @@ def up(
     *,
     overwrite: bool = False,
     dry_run: bool = False,
+    readers: Sequence[Reader] | None = None,
 ) -> SyncResult:
-    """Upload new or changed files under `local` to `address` (see `deon.api.up`)."""
+    """Upload new or changed files under `local` to `address` (see `deon.api.up`).
+    `readers` find each HDF5 file's metadata (default: deon.metadata.readers' order)."""
     started = time.monotonic()
     progress = engine.progress
     result = SyncResult("up")
@@ -363,7 +366,7 @@ def up(
         key = address.prefix + item.relative
         return upload_file(
             engine, state, address, item, remote.get(key), result,
-            overwrite=overwrite, dry_run=dry_run, not_hdf5=not_hdf5,
+            overwrite=overwrite, dry_run=dry_run, not_hdf5=not_hdf5, readers=readers,
         )  # fmt: skip
 
     done = _collect(result, engine.run(one, files), progress, started)
@@ -390,6 +393,7 @@ def upload_file(
     dry_run: bool = False,
     not_hdf5: list[str] | None = None,
     expect: tuple[int, int, int, int, int] | None = None,
+    readers: Sequence[Reader] | None = None,
 ) -> Outcome:
     """Upload one file to ADDRESS/RELATIVE (see `deon.api.up`), given what LIST said of
     the object at its key (`existing`). Warnings go to `result` and the progress.
@@ -398,6 +402,7 @@ def upload_file(
     in between, nothing is sent, because the bytes read may be half old and half new
     (a FAILED outcome saying so). With `expect`, the file must also still be the one
     with that identity (`state.identity`), e.g. the one `up --watch` found complete.
+    `readers` find its metadata (default: deon.metadata.readers' order).
     """
     progress = engine.progress
     key = address.prefix + item.relative
@@ -428,7 +433,9 @@ def upload_file(
         else:
             data = item.path.read_bytes()  # read once: hashed, then sent as is
             digest = digest_bytes(data, md5=md5)
-        encoded, hdf5 = _encode_metadata(item.path, digest, sidecar_root, result, progress)
+        encoded, hdf5 = _encode_metadata(
+            item.path, digest, sidecar_root, result, progress, readers
+        )
         if identity(os.stat(item.path)) != identity(st):
             # Written to while read: what was read may be no version the file ever had.
             return Outcome(uri, item.path, Status.FAILED, message=CHANGED_WHILE_READ)
@@ -457,13 +464,18 @@ def upload_file(
 
 
 def _encode_metadata(
-    path: Path, digest: Digest, sidecar_root: str, result: SyncResult, progress: Progress
+    path: Path,
+    digest: Digest,
+    sidecar_root: str,
+    result: SyncResult,
+    progress: Progress,
+    readers: Sequence[Reader] | None = None,
 ) -> tuple[meta.Encoded, bool]:
     """The headers for a file: its sha256 and, for HDF5 files, its metadata document."""
     hdf5 = is_hdf5(path)
     document, has_document = None, False
     if hdf5:
-        read = read_metadata(path)
+        read = read_metadata(path, readers)
         if read.status == "ok":
             document, has_document = read.document, True
         else:
