@@ -176,8 +176,10 @@ def expected_metadata(path: Path, encoding: str = "mp4", **overrides: Any) -> di
         attrs = dict(f["metadata"].attrs)
         low, high = f["env/low_bound"][0], f["env/high_bound"][0]
         ncam = int(f["env"].attrs["n_cams"])
-        t = len(f["env/cam0_video"]) if encoding != "mp4" else int(
-            f["env/cam0_video/frames"].attrs["T"]
+        t = (
+            len(f["env/cam0_video"])
+            if encoding != "mp4"
+            else int(f["env/cam0_video/frames"].attrs["T"])
         )
     doc: dict[str, Any] = {
         "file_version": "0.1.0",  # h5py 3 reads the string dataset back as b"0.1.0"
