@@ -308,29 +308,45 @@ class LocalFile:
 
 
 def scan(root: Path) -> tuple[list[LocalFile], list[str]]:
-    """Every regular file under `root` (following file symlinks, not folder symlinks),
-    skipping deon's temporary files and reserved folders. Returns (files, warnings)."""
+    """Every regular file under `root`, following symlinked files and folders (as the
+    original deoncli's `os.walk(followlinks=True)` did: labs link dataset folders from
+    other disks), skipping deon's temporary files and reserved folders. A file's
+    relative path is the one seen through the links. A link to a folder that contains
+    it (a loop) is not followed, with a warning. Returns (files, warnings)."""
     files: list[LocalFile] = []
     warnings: list[str] = []
 
-    def on_error(e: OSError) -> None:
-        warnings.append(f"cannot read {e.filename}: {e.strerror}")
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
-        dirnames[:] = sorted(d for d in dirnames if d != RESERVED_SEGMENT)
-        for name in sorted(filenames):
-            if name.startswith(TEMP_PREFIX):
-                continue
-            path = Path(dirpath) / name
+    def walk(folder: Path, rel: tuple[str, ...], ancestors: frozenset[tuple[int, int]]) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            warnings.append(f"cannot read {folder}: {e.strerror}")
+            return
+        for entry in entries:
+            path = Path(entry.path)
             try:
-                st = path.stat()
+                st = os.stat(path)  # through the link, if it is one
             except OSError as e:
                 warnings.append(f"cannot read {path}: {e.strerror}")
                 continue
-            if not path.is_file():
-                continue
-            rel = path.relative_to(root).as_posix()
-            files.append(LocalFile(path, rel, st.st_size))
+            if stat.S_ISDIR(st.st_mode):
+                if entry.name == RESERVED_SEGMENT:
+                    continue
+                if (st.st_dev, st.st_ino) in ancestors:
+                    warnings.append(
+                        f"{path} links to a folder that contains it; not followed (a loop)"
+                    )
+                    continue
+                walk(path, (*rel, entry.name), ancestors | {(st.st_dev, st.st_ino)})
+            elif stat.S_ISREG(st.st_mode) and not entry.name.startswith(TEMP_PREFIX):
+                files.append(LocalFile(path, "/".join((*rel, entry.name)), st.st_size))
+
+    try:
+        top = os.stat(root)
+    except OSError as e:
+        return files, [f"cannot read {root}: {e.strerror}"]
+    walk(root, (), frozenset({(top.st_dev, top.st_ino)}))
     return files, warnings
 
 
