@@ -36,6 +36,7 @@ from deon.transfer.digest import (
     digest_bytes,
     digest_file,
     etag_is_md5,
+    file_matches_etag,
     matches_etag,
     uses_multipart,
 )
@@ -95,6 +96,10 @@ def _is_current(engine: Engine, bucket: str, key: str, dest: Path, known: Known)
         current = digest.sha256 == known.sha256
     elif etag_is_md5(known.etag) or matches_etag(digest, known.etag):
         current = matches_etag(digest, known.etag)
+    elif file_matches_etag(dest, known.etag, engine.cancel):
+        # Another tool's multipart ETag (the original deoncli's 8 MiB parts on a file
+        # under deon's own 16 MiB threshold, say), with the part size inferred.
+        current = True
     else:
         # A multipart ETag from another tool's part size: only the sha256 header can tell.
         try:
