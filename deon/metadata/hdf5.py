@@ -12,14 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from deon.errors import FrameError, LocalPathError, NotHDF5Error
 from deon.metadata import frames
+from deon.metadata.readers import METADATA_ATTR, MetadataRead, Reader
+from deon.metadata.readers import read_metadata as _read
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from deon.metadata.readers import Reader
-
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
-METADATA_ATTR = "metadata"
 
 
 def is_hdf5(path: Path) -> bool:
@@ -42,42 +41,9 @@ def is_hdf5(path: Path) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class MetadataRead:
-    """What a file's metadata reader found (see deon.metadata.readers).
-
-    status is "ok" (document is the metadata), "missing" (no reader recognised the
-    file), "invalid" (the reader that recognised it failed: detail says why) or
-    "unreadable" (the HDF5 file itself cannot be read). reader names the reader that
-    recognised the file (`attrs`, `robonet`, or a lab's).
-    """
-
-    status: str
-    document: Any = None
-    detail: str = ""
-    reader: str | None = None
-
-
-def attr_text(value: Any) -> str | None:
-    """The attribute as text, whatever way h5py hands it back (str, bytes, 1-element array)."""
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        if value.size != 1:
-            return None
-        value = value.reshape(-1)[0]
-    if isinstance(value, (bytes, np.bytes_)):
-        return bytes(value).decode("utf-8")
-    if isinstance(value, str):
-        return value
-    return None
-
-
 def read_metadata(path: Path, readers: Sequence[Reader] | None = None) -> MetadataRead:
     """A file's metadata, from the first of `readers` (default: the configured order,
     see deon.metadata.readers) that recognises it; never raises for bad content."""
-    from deon.metadata.readers import read_metadata as _read
-
     return _read(path, readers)
 
 

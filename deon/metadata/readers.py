@@ -31,14 +31,45 @@ from typing import Any
 
 from deon.errors import ConfigError
 from deon.metadata import robonet
-from deon.metadata.hdf5 import METADATA_ATTR, MetadataRead, attr_text
 
 ENTRY_POINT_GROUP = "deon.metadata_readers"
+METADATA_ATTR = "metadata"
 ATTRS = "attrs"
 #: the built-in readers, in the order they are tried
 BUILTIN_ORDER = (ATTRS, robonet.NAME)
 
 ReadFunction = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class MetadataRead:
+    """What a file's metadata reader found (see deon.metadata.readers).
+
+    status is "ok" (document is the metadata), "missing" (no reader recognised the
+    file), "invalid" (the reader that recognised it failed: detail says why) or
+    "unreadable" (the HDF5 file itself cannot be read). reader names the reader that
+    recognised the file (`attrs`, `robonet`, or a lab's).
+    """
+
+    status: str
+    document: Any = None
+    detail: str = ""
+    reader: str | None = None
+
+
+def attr_text(value: Any) -> str | None:
+    """The attribute as text, whatever way h5py hands it back (str, bytes, 1-element array)."""
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            return None
+        value = value.reshape(-1)[0]
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8")
+    if isinstance(value, str):
+        return value
+    return None
 
 
 class ReaderError(ValueError):
