@@ -111,6 +111,11 @@ class WarningCode(str, Enum):
     SNAPSHOT_UNUSED = "snapshot-unused"
     #: a source is now mirrored from another endpoint than before
     ENDPOINT_MOVED = "endpoint-moved"
+    #: an HDF5 file went up without metadata: no metadata reader recognised it, or the
+    #: one that did failed (the text names the reader and why)
+    NO_METADATA = "no-metadata"
+    #: `up` did not follow a symlink to a folder that contains it
+    SYMLINK_LOOP = "symlink-loop"
     #: any other warning (its text says what)
     OTHER = "other"
 

@@ -347,7 +347,6 @@ def test_a_multipart_object_without_sha256_is_verified_by_its_etag(lab: Lab) -> 
     assert findings(gone.stdout) == [line(lab, "missing", "p/multi.h5")]
 
 
-
 # -- what TARGET covers --------------------------------------------------------------------
 
 

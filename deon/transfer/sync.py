@@ -340,7 +340,10 @@ def scan(root: Path) -> tuple[list[LocalFile], list[str]]:
                     continue
                 if (st.st_dev, st.st_ino) in ancestors:
                     warnings.append(
-                        f"{path} links to a folder that contains it; not followed (a loop)"
+                        DeonWarning(
+                            WarningCode.SYMLINK_LOOP,
+                            f"{path} links to a folder that contains it; not followed (a loop)",
+                        )
                     )
                     continue
                 walk(path, (*rel, entry.name), ancestors | {(st.st_dev, st.st_ino)})
@@ -500,7 +503,9 @@ def _encode_metadata(
         if read.status == "ok":
             document, has_document = read.document, True
         else:
-            message = f"{path}: {read.detail}; its object carries no metadata"
+            message = DeonWarning(
+                WarningCode.NO_METADATA, f"{path}: {read.detail}; its object carries no metadata"
+            )
             result.warnings.append(message)
             progress.warn(message)
     try:
@@ -511,7 +516,10 @@ def _encode_metadata(
             has_document=has_document,
         )
     except ValueError as e:
-        message = f"{path}: metadata cannot be stored ({e}); its object carries no metadata"
+        message = DeonWarning(
+            WarningCode.NO_METADATA,
+            f"{path}: metadata cannot be stored ({e}); its object carries no metadata",
+        )
         result.warnings.append(message)
         progress.warn(message)
         encoded = meta.encode(None, digest.sha256, lambda d: "", has_document=False)
