@@ -28,6 +28,7 @@ from deon.errors import (
 from deon.metadata import wire as meta
 from deon.metadata.hdf5 import is_hdf5, read_metadata
 from deon.metadata.readers import Reader
+from deon.metadata.readers import resolve as resolve_readers
 from deon.results import Outcome, Progress, Status, SyncResult
 from deon.s3.client import ObjectInfo, Storage
 from deon.transfer.digest import (
@@ -373,6 +374,8 @@ def up(
     started = time.monotonic()
     progress = engine.progress
     result = SyncResult("up")
+    if readers is None:
+        readers = resolve_readers()  # once, not once per file
     if not local.exists():
         raise LocalPathError(f"no such folder: {local}")
     if local.is_file():
