@@ -156,7 +156,12 @@ def up_watch(
     target = _folder(address)
     local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, target)
     opts = WatchOptions(
-        settle=settle, poll=poll, exclude=tuple(exclude), grace=grace, overwrite=overwrite
+        settle=settle,
+        poll=poll,
+        exclude=tuple(exclude),
+        grace=grace,
+        overwrite=overwrite,
+        readers=tuple(metadata_readers(s)),
     )
     state = State()
     try:
