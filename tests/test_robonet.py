@@ -313,3 +313,18 @@ def test_a_folder_of_robonet_files_goes_up_mirrors_and_answers_queries(lab: Lab)
     assert (first["img_T"], first["state_T"], list(first["frame_dim"])) == (6, 6, [48, 64])
     old_height, old_width = first["frame_dim"]
     assert (old_height, old_width) == (48, 48 + 16)
+
+
+def test_metadata_readers_of_the_wrong_type_in_the_config_file_is_one_line(
+    tmp_path: Path, isolated_env: Path
+) -> None:
+    config = isolated_env / "config"
+    config.mkdir()
+    (config / "config.toml").write_text("metadata_readers = 5\n")
+    path = rf.write(tmp_path / "t.hdf5")
+
+    r = run_deon("show", str(path))
+
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "metadata_readers must be a list" in r.stderr
+    assert_no_traceback(r.stderr)
