@@ -35,6 +35,7 @@ from deon.uri import S3Address, parse_address, parse_folder_address, parse_objec
 if TYPE_CHECKING:
     from deon.catalog.db import Catalog
     from deon.manifest.format import Difference, Manifest
+    from deon.metadata.readers import Reader
     from deon.mirror.refresh import MirrorResult
     from deon.transfer.watch import WatchReport, WatchResult
 
@@ -107,8 +108,11 @@ def up(
     s = _settings(settings, **options)
     target = _folder(address)
     local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, target)
+    readers = metadata_readers(s)  # a bad reader name stops `up` before any work
     with _engine(s, progress) as (engine, state):
-        return sync.up(engine, state, target, local, overwrite=overwrite, dry_run=dry_run)
+        return sync.up(
+            engine, state, target, local, overwrite=overwrite, dry_run=dry_run, readers=readers
+        )
 
 
 def up_watch(
@@ -153,7 +157,12 @@ def up_watch(
     target = _folder(address)
     local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, target)
     opts = WatchOptions(
-        settle=settle, poll=poll, exclude=tuple(exclude), grace=grace, overwrite=overwrite
+        settle=settle,
+        poll=poll,
+        exclude=tuple(exclude),
+        grace=grace,
+        overwrite=overwrite,
+        readers=tuple(metadata_readers(s)),
     )
     state = State()
     try:
@@ -792,9 +801,23 @@ def apply_policy(
     make_storage(_settings(settings, **options)).put_bucket_policy(plan.bucket, plan.after)
 
 
-def show(path: str | Path) -> Description:
-    """The structure of an HDF5 file: groups, datasets (shape, dtype), attributes, metadata."""
-    return describe(Path(path).expanduser())
+def metadata_readers(settings: config.Settings | None = None) -> list[Reader]:
+    """The metadata readers `up` and `show` try, in order (see deon.metadata.readers):
+    `metadata_readers` from the settings, else the built-ins and installed entry points.
+
+    Raises:
+        ConfigError: a reader name that is not built in, installed or importable.
+    """
+    from deon.metadata.readers import resolve
+
+    s = settings if settings is not None else config.load_settings()
+    return resolve(s.metadata_readers)
+
+
+def show(path: str | Path, *, settings: config.Settings | None = None) -> Description:
+    """The structure of an HDF5 file: groups, datasets (shape, dtype), attributes, and
+    its metadata with the name of the reader that found it (`.metadata.reader`)."""
+    return describe(Path(path).expanduser(), metadata_readers(settings))
 
 
 def _default_dir(s: config.Settings, address: S3Address) -> Path:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deon.catalog.db import Catalog, ObjectRow, naive_utc
-from deon.catalog.flatten import flatten
+from deon.catalog.flatten import flatten, valid_json
 from deon.errors import DeonError, KeyNotFound, MetadataError
 from deon.metadata import wire as meta
 from deon.mirror.snapshot import Entry, Snapshots
@@ -132,7 +132,7 @@ def fetch_row(storage: Storage, sidecars: _Sidecars, obj: ObjectInfo) -> _Fetche
         if decoded.sidecar is not None:
             decoded.document = sidecars.get(obj.bucket, decoded.sidecar)
         if decoded.has_document:
-            row.metadata = decoded.text or document_json(decoded.document)
+            row.metadata = valid_json(decoded.text or document_json(decoded.document))
             row.flat = flatten(decoded.document)
         if decoded.warnings:
             warning = f"{obj.uri}: " + "; ".join(decoded.warnings)
@@ -157,7 +157,7 @@ def row_from_entry(obj: ObjectInfo, entry: Entry) -> ObjectRow:
     if entry.text is not None:
         try:
             row.flat = flatten(meta.parse_json(entry.text))
-            row.metadata = entry.text
+            row.metadata = valid_json(entry.text)
         except MetadataError as e:
             row.metadata_error = f"snapshot entry: {e}"
     if isinstance(entry.error, str):

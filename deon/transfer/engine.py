@@ -45,7 +45,9 @@ from deon.transfer.digest import (
     READ_SIZE,
     Cancelled,
     Digest,
+    EtagHasher,
     etag_is_md5,
+    etag_part_count,
     part_ranges,
     read_buffer,
     uses_multipart,
@@ -154,9 +156,24 @@ def expected_sha256(head: ObjectHead) -> str | None:
     return None
 
 
-def verify(uri: str, head: ObjectHead, sha256: str, md5: str | None) -> None:
+def etag_hasher(head: ObjectHead) -> EtagHasher | None:
+    """What checks a download of an object without a sha256 whose ETag is multipart
+    (uploaded by another tool, or by the original deoncli): its part size inferred."""
+    if expected_sha256(head) is not None or head.encryption not in (None, "AES256"):
+        return None  # with SSE-KMS or SSE-C the ETag is not made of MD5s
+    if etag_part_count(head.etag) is None:
+        return None
+    size = head.total_size if head.total_size is not None else head.size
+    hasher = EtagHasher(size, head.etag)
+    return hasher if hasher.sizes else None
+
+
+def verify(
+    uri: str, head: ObjectHead, sha256: str, md5: str | None, etag_ok: bool | None = None
+) -> None:
     """Check downloaded bytes against the sha256 the object claims or, lacking one,
-    against a plain-MD5 ETag. Size was checked while receiving.
+    against its ETag: a plain MD5, or (`etag_ok`, from `etag_hasher`) a multipart one.
+    Size was checked while receiving.
 
     Raises:
         IntegrityError: the bytes are not the object's.
@@ -170,6 +187,8 @@ def verify(uri: str, head: ObjectHead, sha256: str, md5: str | None) -> None:
             )
     elif md5 is not None and etag_is_md5(head.etag, head.encryption) and md5 != head.etag.lower():
         raise IntegrityError(f"{uri}: corrupt: MD5 does not match ETag")
+    elif etag_ok is False:
+        raise IntegrityError(f"{uri}: corrupt: the bytes do not give its multipart ETag")
 
 
 @dataclass(frozen=True)
@@ -328,6 +347,7 @@ class Engine:
         try:
             sha = hashlib.sha256()
             md5: Any = None
+            multipart: EtagHasher | None = None
             written = 0
             head: ObjectHead | None = None
             for attempt in self._retrying():
@@ -347,12 +367,15 @@ class Engine:
                             # MD5 only when it is all there is to check the bytes against.
                             if expected_sha256(h) is None and etag_is_md5(h.etag, h.encryption):
                                 md5 = hashlib.md5(usedforsecurity=False)
+                            multipart = etag_hasher(h)
                         elif h.size == head.total_size and written:
                             # The server ignored the Range: start over from byte 0.
                             os.lseek(fd, 0, os.SEEK_SET)
                             os.ftruncate(fd, 0)
                             sha = hashlib.sha256()
                             md5 = md5 and hashlib.md5(usedforsecurity=False)
+                            if multipart is not None:
+                                multipart.reset()
                             self.progress.advance(-written)
                             written = 0
                         while True:
@@ -365,6 +388,8 @@ class Engine:
                             sha.update(chunk)
                             if md5 is not None:
                                 md5.update(chunk)
+                            if multipart is not None:
+                                multipart.update(chunk)
                             written += n
                             self.progress.advance(n)
             assert head is not None
@@ -374,7 +399,13 @@ class Engine:
             if written != total:
                 raise IntegrityError(f"s3://{bucket}/{key}: got {written} of {total} bytes")
             got = sha.hexdigest()
-            verify(f"s3://{bucket}/{key}", head, got, md5.hexdigest() if md5 else None)
+            verify(
+                f"s3://{bucket}/{key}",
+                head,
+                got,
+                md5.hexdigest() if md5 else None,
+                multipart.matches() if multipart is not None else None,
+            )
             if pin is not None:
                 pin.check(f"s3://{bucket}/{key}", head, got)
             self._finalize(tmp, dest, head.last_modified, got, head.etag)
@@ -440,11 +471,13 @@ class Engine:
                     head = ObjectHead(size, etag, None)
                 else:
                     head = self.storage.head(bucket, key)
-                got = self._hash_file(fd, size)
+                multipart = etag_hasher(head)
+                got = self._hash_file(fd, size, multipart)
             finally:
                 os.close(fd)
             try:
-                verify(f"s3://{bucket}/{key}", head, got, None)
+                etag_ok = multipart.matches() if multipart is not None else None
+                verify(f"s3://{bucket}/{key}", head, got, None, etag_ok)
                 if pin is not None:
                     pin.check(f"s3://{bucket}/{key}", head, got)
             except IntegrityError:
@@ -515,7 +548,7 @@ class Engine:
         assert head is not None
         return head
 
-    def _hash_file(self, fd: int, size: int) -> str:
+    def _hash_file(self, fd: int, size: int, multipart: EtagHasher | None = None) -> str:
         sha = hashlib.sha256()
         offset = 0
         while offset < size:
@@ -524,6 +557,8 @@ class Engine:
             if not chunk:
                 break
             sha.update(chunk)
+            if multipart is not None:
+                multipart.update(chunk)
             offset += len(chunk)
         return sha.hexdigest()
 
