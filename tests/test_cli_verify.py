@@ -517,7 +517,7 @@ def test_python_api_verify(downloaded: Lab) -> None:
     local(lab, "p/a.h5").unlink()
     seen: list[Any] = []
 
-    result = deon.tools.verify("s3://lab/p", on_finding=seen.append)
+    result = deon.verify("s3://lab/p", on_finding=seen.append)
 
     assert not result.ok
     assert result.count("missing") == 1 and result.count("ok") == 3
