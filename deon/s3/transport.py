@@ -15,6 +15,7 @@ be listed, read and named.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http.client
 import random
@@ -22,14 +23,14 @@ import socket
 import ssl
 import threading
 import time
-import urllib.request
 import xml.etree.ElementTree as ET
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote_plus
+
+import urllib3.exceptions
 
 from deon.errors import (
     AccessDenied,
@@ -58,30 +59,42 @@ RETRY_CODES = frozenset(
         "BandwidthLimitExceeded",
     }
 )
-CONNECTION_ERRORS = (
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
     socket.timeout,
     http.client.HTTPException,
     ssl.SSLError,
     OSError,
+    # urllib3 opens the connections: NewConnectionError, ConnectTimeoutError, ...
+    urllib3.exceptions.HTTPError,
 )
+_CONNECT_ERRORS = CONNECTION_ERRORS
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a bucket's requests go."""
+    """Where a bucket's requests go, as botocore resolved it (see `client.Storage`).
+
+    `prefix` is the encoded path before the key: "/" (virtual-hosted), "/BUCKET/"
+    (path style), "/s3/BUCKET/" (an endpoint URL with a path). `session` is the
+    botocore HTTP session (urllib3, configured from the user's settings) whose
+    connections carry the requests: proxies, CA bundle, client certificate, timeouts.
+    """
 
     scheme: str
-    host: str  # host[:port], as sent in the Host header
-    region: str
-    path_style: bool
+    host: str  # host[:port] as signed and sent in the Host header (no default port)
+    region: str  # the signing region
+    prefix: str
     bucket: str
+    session: Any = field(default=None, compare=False, repr=False)
 
     def path(self, key: str) -> str:
-        if self.path_style:
-            return uri_path(f"/{self.bucket}/{key}" if key else f"/{self.bucket}/")
-        return uri_path(f"/{key}")
+        return self.prefix + uri_path(key) if key else self.prefix
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}"
 
 
 @dataclass
@@ -247,110 +260,124 @@ class _FastResponse(http.client.HTTPResponse):
         return list(self.headers.items())
 
 
+def _connection_classes() -> dict[str, type]:
+    """botocore's connection classes (urllib3's, with Expect: 100-continue) answering
+    through the plain header parser."""
+    from botocore.awsrequest import AWSHTTPConnection, AWSHTTPSConnection
+
+    class _HTTP(AWSHTTPConnection):  # type: ignore[misc]
+        response_class = _FastResponse
+
+    class _HTTPS(AWSHTTPSConnection):  # type: ignore[misc]
+        response_class = _FastResponse
+
+    return {"http": _HTTP, "https": _HTTPS}
+
+
+_CLASSES: dict[str, type] = {}
+#: http.client's own request framing and response reading, on urllib3's connections:
+#: urllib3's versions of these cost ~250 us of CPU a request (its header dict and
+#: response object, the email parser), three times the rest of a HEAD (bench/transport.py).
+_send_request = http.client.HTTPConnection.request
+_get_response = http.client.HTTPConnection.getresponse
+
+
 class _Pool:
-    """Idle keep-alive connections to one host (through a proxy, if configured)."""
+    """Keep-alive connections to one host, made by urllib3 exactly as botocore's HTTP
+    session for this endpoint makes them: through the proxy botocore picked (NO_PROXY,
+    Proxy-Authorization from the proxy URL, TLS to an https:// proxy), with its CA
+    bundle, client certificate, socket options and connect timeout."""
 
-    def __init__(
-        self, scheme: str, host: str, context: ssl.SSLContext | None, timeout: float, size: int
-    ) -> None:
-        self.scheme, self.host, self.context, self.timeout = scheme, host, context, timeout
-        # deque.append/pop are atomic: a lock-free pool of idle connections
-        self.idle: deque[http.client.HTTPConnection] = deque()
-        self.size = size
-        proxies = urllib.request.getproxies()
-        hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        proxy = proxies.get(scheme)
-        self.proxy = (
-            None
-            if proxy is None or urllib.request.proxy_bypass(hostname)
-            else urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    def __init__(self, ep: Endpoint, connect_timeout: float, read_timeout: float) -> None:
+        from urllib3.util.proxy import connection_requires_http_tunnel
+
+        self.url = ep.url + "/"
+        self.session = ep.session
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
+        self.proxy_url: str | None = self.session._proxy_config.proxy_url_for(self.url)
+        self.pool = self._urllib3_pool()
+        proxy = self.pool.proxy
+        self.tunnel = proxy is not None and connection_requires_http_tunnel(
+            proxy, self.pool.proxy_config, ep.scheme
         )
+        #: Plain HTTP through a proxy: the whole URL is the request target, and the
+        #: proxy's own headers (Proxy-Authorization) go with every request.
+        self.absolute_form = proxy is not None and not self.tunnel
+        self.proxy_headers = dict(self.pool.proxy_headers or {}) if self.absolute_form else {}
 
-    @property
-    def absolute_form(self) -> bool:
-        """Plain HTTP through a proxy sends the whole URL as the request target."""
-        return self.proxy is not None and self.scheme == "http"
+    def _urllib3_pool(self) -> Any:
+        session = self.session
+        manager = session._get_connection_manager(self.url, self.proxy_url)
+        pool = manager.connection_from_url(self.url)
+        session._setup_ssl_cert(pool, self.url, session._verify)
+        if not _CLASSES:
+            _CLASSES.update(_connection_classes())
+        pool.ConnectionCls = _CLASSES[pool.scheme]
+        return pool
 
-    def get(self) -> http.client.HTTPConnection:
-        try:
-            return self.idle.pop()
-        except IndexError:
-            pass
-        conn = self._new()
-        conn.response_class = _FastResponse
+    def get(self) -> Any:
+        if self.pool.pool is None:  # closed: urllib3's manager keeps at most 10 pools
+            self.pool = self._urllib3_pool()
+        conn = self.pool._get_conn()
+        if conn.sock is None:
+            conn.timeout = self.connect_timeout
+            if self.tunnel:
+                self.pool._prepare_proxy(conn)  # CONNECT, through TLS to an https proxy
         return conn
 
-    def _new(self) -> http.client.HTTPConnection:
-        if self.proxy is not None:
-            phost, pport = self.proxy.hostname or "", self.proxy.port or 8080
-            if self.scheme == "https":
-                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                    phost, pport, timeout=self.timeout, context=self.context
-                )
-                conn.set_tunnel(self.host)
-                return conn
-            return http.client.HTTPConnection(phost, pport, timeout=self.timeout)
-        if self.scheme == "https":
-            return http.client.HTTPSConnection(
-                self.host, timeout=self.timeout, context=self.context
-            )
-        return http.client.HTTPConnection(self.host, timeout=self.timeout)
+    def put(self, conn: Any) -> None:
+        self.pool._put_conn(conn)
 
-    def put(self, conn: http.client.HTTPConnection) -> None:
-        if len(self.idle) < self.size:
-            self.idle.append(conn)
-        else:
-            conn.close()
+    def discard(self, conn: Any) -> None:
+        conn.close()
+        self.pool._put_conn(conn)  # urllib3 reconnects a closed connection when reused
 
 
 class S3Http:
     """Signed S3 requests over pooled keep-alive connections, with retries.
 
     Args:
-        credentials: returns current credentials (botocore refreshes them).
+        credentials: returns current credentials (botocore refreshes them); None sends
+            requests unsigned (--no-sign-request).
         endpoint: returns the Endpoint of a bucket.
-        max_attempts: attempts per request for throttling, 5xx and connection errors.
-        pool_size: idle connections kept per host (set it to the thread count).
-        ca_bundle: a CA bundle for HTTPS (AWS_CA_BUNDLE), else the system's.
+        max_attempts: attempts per request for throttling, 5xx and connection errors
+            (botocore's resolved `max_attempts`).
+        connect_timeout, read_timeout: seconds, as botocore's client config has them.
+        headers: sent (and signed) with every request (x-amz-request-payer).
     """
 
     def __init__(
         self,
-        credentials: Callable[[], Credentials],
+        credentials: Callable[[], Credentials] | None,
         endpoint: Callable[[str], Endpoint],
         *,
         max_attempts: int = 10,
-        pool_size: int = 32,
         connect_timeout: float = 10,
         read_timeout: float = 60,
-        ca_bundle: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.credentials = credentials
         self.endpoint = endpoint
         self.max_attempts = max(1, max_attempts)
-        self.pool_size = pool_size
         self.timeout = read_timeout
         self.connect_timeout = connect_timeout
-        self.ca_bundle = ca_bundle
-        self._pools: dict[tuple[str, str], _Pool] = {}
+        self.headers = dict(headers or {})
+        self._pools: dict[tuple[str, str, int], _Pool] = {}
         self._signers: dict[str, Signer] = {}
         self._lock = threading.Lock()
-        self._context: ssl.SSLContext | None = None
         #: when throttled, no thread sends before this time (time.monotonic())
         self._pause_until = 0.0
 
     # -- plumbing -------------------------------------------------------------------
 
     def _pool(self, ep: Endpoint) -> _Pool:
-        key = (ep.scheme, ep.host)
+        key = (ep.scheme, ep.host, id(ep.session))
         pool = self._pools.get(key)
         if pool is None:
             with self._lock:
                 pool = self._pools.get(key)
                 if pool is None:
-                    if ep.scheme == "https" and self._context is None:
-                        self._context = ssl.create_default_context(cafile=self.ca_bundle)
-                    pool = _Pool(ep.scheme, ep.host, self._context, self.timeout, self.pool_size)
+                    pool = _Pool(ep, self.connect_timeout, self.timeout)
                     self._pools[key] = pool
         return pool
 
@@ -378,6 +405,9 @@ class S3Http:
         """Send one request, retrying what is worth retrying; raise deon errors.
 
         With `stream`, the body is left on the connection for `Response.readinto`.
+        A PUT with a body asks `Expect: 100-continue`, so that a refusal (access
+        denied, an expired token) arrives before the body is sent, and is reported
+        as what it is.
         """
         ep = self.endpoint(bucket)
         pool = self._pool(ep)
@@ -385,61 +415,86 @@ class S3Http:
         query = dict(query or {})
         target = path + ("?" + _query(query) if query else "")
         if pool.absolute_form:
-            target = f"{ep.scheme}://{ep.host}{target}"
+            target = ep.url + target
         payload = payload_sha256 or (EMPTY_SHA256 if not body else None)
         if payload is None:
             import hashlib
 
             payload = hashlib.sha256(body).hexdigest()  # type: ignore[arg-type]
+        given = {**self.headers, **(headers or {})}
+        expect = method == "PUT" and bool(body)
         attempt = 0
         while True:
             attempt += 1
             pause = self._pause_until - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-            signed = self._signer(ep.region).sign(
-                self.credentials(), method, ep.host, path, query, dict(headers or {}), payload
-            )
-            conn = pool.get()
+            if self.credentials is None:
+                sent = dict(given)
+            else:
+                sent = self._signer(ep.region).sign(
+                    self.credentials(), method, ep.host, path, query, dict(given), payload
+                )
+            sent["Host"] = ep.host
+            sent.update(pool.proxy_headers)
             try:
-                conn.timeout = self.timeout
-                conn.request(method, target, body=body, headers=signed)
-                raw = conn.getresponse()
-            except CONNECTION_ERRORS as e:
-                conn.close()
-                if attempt < self.max_attempts:
+                conn = pool.get()
+            except _CONNECT_ERRORS as e:
+                error = _refusal(e, ep, pool)
+                if error is None and attempt < self.max_attempts:
                     self._backoff(attempt)
                     continue
-                where = f"{ep.scheme}://{ep.host}"
-                raise StorageError(
-                    f"{what}: cannot reach S3 at {where}: {e or type(e).__name__}"
-                ) from e
+                raise error or _unreachable(what, ep, e) from e
+            try:
+                if expect:
+                    # botocore's connection (AWSConnection) sends the headers, waits up
+                    # to 1 s for "100 Continue", and sends no body after a final answer.
+                    sent["Expect"] = b"100-continue"  # type: ignore[assignment]
+                    # A server that answered and closed early: read its answer.
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        conn.request(method, target, body=body, headers=sent)
+                else:
+                    _send_request(conn, method, target, body=body, headers=sent)
+                conn.sock.settimeout(self.timeout)
+                raw = _get_response(conn)
+            except CONNECTION_ERRORS as e:
+                pool.discard(conn)
+                error = _refusal(e, ep, pool)
+                if error is None and attempt < self.max_attempts:
+                    self._backoff(attempt)
+                    continue
+                raise error or _unreachable(what, ep, e) from e
+            # After an answer to the headers alone, the body was never sent: the
+            # connection is out of step and must not be reused.
+            early = bool(getattr(conn, "_response_received", False))
             resp_headers = {k.lower(): v for k, v in raw.getheaders()}
-            if raw.status in ok:
+            if raw.status in ok and not early:
                 if stream and method != "HEAD":
 
                     def release(finished: bool, conn: Any = conn, raw: Any = raw) -> None:
                         if finished and not raw.will_close:
                             pool.put(conn)
                         else:
-                            conn.close()
+                            pool.discard(conn)
 
                     return Response(raw.status, resp_headers, b"", raw, release)
                 try:
                     data = raw.read()
                 except CONNECTION_ERRORS as e:
-                    conn.close()
+                    pool.discard(conn)
                     if attempt < self.max_attempts:
                         self._backoff(attempt)
                         continue
                     raise StorageError(f"{what}: connection broke: {e}") from e
-                (conn.close() if raw.will_close else pool.put(conn))
+                (pool.discard(conn) if raw.will_close else pool.put(conn))
                 return Response(raw.status, resp_headers, data)
             try:
                 data = raw.read()
             except CONNECTION_ERRORS:
                 data = b""
-            (conn.close() if raw.will_close else pool.put(conn))
+            (pool.discard(conn) if raw.will_close or early else pool.put(conn))
+            if raw.status == 407:
+                raise _proxy_refused(pool, f"{raw.status} {raw.reason}")
             code, message = _error(data, raw.status)
             retry = raw.status in RETRY_STATUS or code in RETRY_CODES
             if retry and attempt < self.max_attempts:
@@ -505,6 +560,50 @@ class S3Http:
         if truncated and not next_token:
             raise StorageError(f"{where}: truncated listing without a token")
         return items, (next_token if truncated else None)
+
+
+def _refusal(e: BaseException, ep: Endpoint, pool: _Pool) -> DeonError | None:
+    """The error for a connection failure that another attempt cannot cure (a refused
+    certificate, a proxy that wants credentials), or None when retrying may help."""
+    reason = e.reason if isinstance(e, urllib3.exceptions.SSLError) else e  # type: ignore[attr-defined]
+    text = str(e)
+    if isinstance(reason, (ssl.SSLCertVerificationError, ssl.CertificateError)) or (
+        "CERTIFICATE_VERIFY_FAILED" in text
+    ):
+        detail = getattr(reason, "verify_message", "") or text
+        return ConfigError(
+            f"{ep.url}: TLS certificate refused ({detail}); if a proxy or gateway "
+            "inspects TLS, name its CA bundle in ca_bundle (~/.aws/config) or AWS_CA_BUNDLE"
+        )
+    if isinstance(reason, ssl.SSLError) and "WRONG_VERSION_NUMBER" in text:
+        return ConfigError(f"{ep.url}: the server does not speak TLS here: {text}")
+    if "Tunnel connection failed" in text:
+        status = text.rsplit(":", 1)[-1].strip()
+        if status[:3] in ("407", "403"):
+            return _proxy_refused(pool, status)
+    return None
+
+
+def _proxy_refused(pool: _Pool, status: str) -> ConfigError:
+    from deon.s3.client import safe_url
+
+    proxy = safe_url(pool.proxy_url or "")
+    return ConfigError(
+        f"the proxy {proxy} refused the request ({status}): give its user and password "
+        "in the proxy URL (HTTPS_PROXY=http://USER:PASSWORD@HOST:PORT), or exempt the "
+        "endpoint with NO_PROXY"
+    )
+
+
+def _unreachable(what: str, ep: Endpoint, e: BaseException) -> StorageError:
+    from deon.s3.client import safe_url
+
+    proxy = ep.session._proxy_config.proxy_url_for(ep.url + "/")
+    via = f" through the proxy {safe_url(proxy)}" if proxy else ""
+    reason = str(e) or type(e).__name__
+    if isinstance(e, (urllib3.exceptions.ConnectTimeoutError, TimeoutError)):
+        reason = f"{reason} (connect_timeout / read_timeout)"
+    return StorageError(f"{what}: cannot reach S3 at {ep.url}{via}: {reason}")
 
 
 def _key(encoded: str) -> str:
