@@ -115,6 +115,8 @@ def fetch_row(storage: Storage, sidecars: _Sidecars, obj: ObjectInfo) -> _Fetche
     except KeyNotFound:
         return _Fetched(obj, None)
     except DeonError as e:
+        if e.fatal:  # the same for every object: stop and say it once
+            raise
         return _Fetched(obj, None, error=str(e).removeprefix(f"{obj.uri}: "))
     # Keep LIST's ETag and LastModified (the next LIST compares against them, exactly)
     # unless the object changed between LIST and HEAD; then the HEAD describes what we
@@ -206,6 +208,8 @@ def mirror(
                         catalog, storage, address, pool, jobs, sidecars, progress, result, snaps
                     )
                 except DeonError as e:
+                    if e.fatal:  # the same for every object: stop and say it once
+                        raise
                     result.failed.append((f"s3://{address.bucket}/{address.prefix}", str(e)))
                     result.source_errors.append(e)
                     continue

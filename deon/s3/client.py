@@ -63,35 +63,16 @@ def _checksum(sha256_hex: str) -> str:
 
 
 def _botocore_error(e: Any, what: str, storage: Storage) -> DeonError:
-    """A botocore transport error as a deon error naming the setting that fixes it."""
-    import botocore.exceptions as bex
-
-    where = safe_url(storage.endpoint_url) if storage.endpoint_url else "AWS"
-    if isinstance(e, bex.SSLError):
-        return ConfigError(
-            f"{what}: TLS certificate refused ({e}); if a proxy or gateway inspects TLS, "
-            "name its CA bundle in ca_bundle (~/.aws/config) or AWS_CA_BUNDLE"
-        )
-    if isinstance(e, bex.ProxyConnectionError):
-        return StorageError(f"{what}: the proxy failed: {e} (HTTPS_PROXY, NO_PROXY)")
-    if isinstance(e, (bex.EndpointConnectionError, bex.ConnectionClosedError)):
-        return StorageError(f"{what}: cannot reach S3 at {where}: {e}")
+    """Any other botocore error (its connection errors go to `_connection_error`)."""
     return StorageError(f"{what}: {e}")
 
 
 def stream_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions raised while reading a response body that a re-request can cure."""
-    import http.client
-    import socket
-    import ssl
+    """Exceptions raised while reading a response body that a re-request can cure
+    (errors.RETRYABLE_ERRORS: resets, timeouts, bodies cut short)."""
+    from deon.s3.errors import RETRYABLE_ERRORS
 
-    return (
-        http.client.HTTPException,
-        ConnectionError,
-        TimeoutError,
-        socket.timeout,
-        ssl.SSLError,
-    )
+    return RETRYABLE_ERRORS
 
 
 def utf8(value: str) -> str:
@@ -439,6 +420,8 @@ class Storage:
                 raise translate_client_error(e, f"s3://{bucket}", bucket) from e
         except bex.NoCredentialsError as e:
             raise ConfigError(NO_CREDENTIALS) from e
+        except (bex.ConnectionError, bex.HTTPClientError) as e:
+            raise self._connection_error(e, f"s3://{bucket}") from e
         except bex.BotoCoreError as e:
             raise _botocore_error(e, f"s3://{bucket}", self) from e
         return str(headers.get("x-amz-bucket-region") or self.client.meta.region_name)
@@ -491,8 +474,19 @@ class Storage:
             raise ConfigError("no AWS region configured: set AWS_DEFAULT_REGION") from e
         except bex.ParamValidationError as e:
             raise AddressError(f"{what}: {e}") from e
+        except (bex.ConnectionError, bex.HTTPClientError) as e:
+            raise self._connection_error(e, what) from e
         except bex.BotoCoreError as e:
             raise _botocore_error(e, what, self) from e
+
+    def _connection_error(self, e: Exception, what: str) -> DeonError:
+        from deon.s3.errors import translate_connection_error
+
+        where = safe_url(self.endpoint_url) if self.endpoint_url else "AWS"
+        endpoint = getattr(e, "kwargs", {}).get("endpoint_url")
+        if endpoint and not self.endpoint_url:
+            where = safe_url(str(endpoint))
+        return translate_connection_error(e, what, where)
 
     # -- buckets ------------------------------------------------------------------
 
@@ -663,8 +657,6 @@ class Storage:
     def create_multipart(
         self, bucket: str, key: str, metadata: dict[str, str], content_type: str | None = None
     ) -> str:
-        import xml.etree.ElementTree as ET
-
         headers = {f"x-amz-meta-{k}": v for k, v in metadata.items()}
         if content_type:
             headers["content-type"] = content_type
@@ -672,9 +664,15 @@ class Storage:
         # Each part then carries its SHA256, which S3 checks and keeps.
         headers["x-amz-checksum-algorithm"] = "SHA256"
         r = self.http.request(
-            "POST", bucket, key, f"s3://{bucket}/{key}", query={"uploads": ""}, headers=headers
+            "POST",
+            bucket,
+            key,
+            f"s3://{bucket}/{key}",
+            query={"uploads": ""},
+            headers=headers,
+            xml=True,  # S3 may answer 200 with an <Error>: retried
         )
-        upload_id = _xml_text(ET.fromstring(r.body), "UploadId")
+        upload_id = _xml_text(r.xml, "UploadId")
         if not upload_id:
             raise StorageError(f"s3://{bucket}/{key}: no UploadId in the reply")
         return upload_id
@@ -707,7 +705,6 @@ class Storage:
         if_none_match: bool = False,
         if_match: str | None = None,
     ) -> str:
-        import xml.etree.ElementTree as ET
         from xml.sax.saxutils import escape
 
         def part(number: int, etag: str) -> str:
@@ -729,21 +726,12 @@ class Storage:
             query={"uploadId": upload_id},
             headers=headers,
             body=body,
+            # S3 answers 200 at once and may send an <Error> minutes later (InternalError
+            # while it assembles the parts): the transport retries it as a 500, so the
+            # parts are not thrown away.
+            xml=True,
         )
-        # S3 can answer 200 with an error document once the upload has started.
-        root = ET.fromstring(r.body)
-        if root.tag.endswith("Error"):
-            from deon.s3.transport import translate_error
-
-            raise translate_error(
-                200,
-                _xml_text(root, "Code"),
-                _xml_text(root, "Message"),
-                f"s3://{bucket}/{key}",
-                bucket,
-                r.headers,
-            )
-        return clean_etag(_xml_text(root, "ETag") or r.headers.get("etag"))
+        return clean_etag(_xml_text(r.xml, "ETag") or r.headers.get("etag"))
 
     def _sse_params(self) -> dict[str, str]:
         """--sse for botocore's calls (a copy onto itself would reset the encryption)."""
@@ -856,13 +844,7 @@ def _conditions(if_none_match: bool, if_match: str | None) -> dict[str, str]:
 
 
 def translate_client_error(e: Any, what: str, bucket: str | None) -> DeonError:
-    """Map a botocore ClientError to a deon error with a message a person can act on."""
-    from deon.s3.transport import translate_error
+    """Map a botocore ClientError to a deon error (the table in errors.py)."""
+    from deon.s3.errors import translate_client_error as translate
 
-    err = e.response.get("Error", {})
-    code = str(err.get("Code", ""))
-    meta = e.response.get("ResponseMetadata", {})
-    message = err.get("Message") or code
-    return translate_error(
-        meta.get("HTTPStatusCode") or 0, code, message, what, bucket, meta.get("HTTPHeaders") or {}
-    )
+    return translate(e, what, bucket)

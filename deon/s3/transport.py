@@ -19,8 +19,6 @@ import contextlib
 import email.utils
 import http.client
 import random
-import socket
-import ssl
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -32,44 +30,29 @@ from urllib.parse import unquote_plus
 
 import urllib3.exceptions
 
-from deon.errors import (
-    AccessDenied,
-    AddressError,
-    BucketNotFound,
-    ConfigError,
-    DeonError,
-    KeyNotFound,
-    PreconditionFailed,
-    StorageError,
+from deon.errors import StorageError
+from deon.s3.errors import (
+    RETRYABLE_ERRORS,
+    ResponseCut,
+    UnreadableResponse,
+    error_document,
+    error_fields,
+    retryable,
+    retryable_exception,
+    throttled,
+    translate_connection_error,
+    translate_error,
 )
 from deon.s3.signing import EMPTY_SHA256, Credentials, Signer, uri_path
 
-#: Status codes and S3 error codes worth another attempt (botocore's "standard" set).
-RETRY_STATUS = frozenset({500, 502, 503, 504, 429})
-RETRY_CODES = frozenset(
-    {
-        "SlowDown",
-        "Throttling",
-        "ThrottlingException",
-        "RequestTimeout",
-        "RequestTimeTooSkewed",
-        "InternalError",
-        "ServiceUnavailable",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-    }
-)
+#: What sending a request or reading its answer can raise; `retryable_exception`
+#: decides which of these another attempt can cure (errors.py). urllib3 opens the
+#: connections: NewConnectionError, ConnectTimeoutError (not OSErrors).
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError,
-    TimeoutError,
-    socket.timeout,
-    http.client.HTTPException,
-    ssl.SSLError,
+    *RETRYABLE_ERRORS,
     OSError,
-    # urllib3 opens the connections: NewConnectionError, ConnectTimeoutError, ...
     urllib3.exceptions.HTTPError,
 )
-_CONNECT_ERRORS = CONNECTION_ERRORS
 
 
 @dataclass(frozen=True)
@@ -100,17 +83,33 @@ class Endpoint:
 @dataclass
 class Response:
     """Status and headers (names lower-case) of an S3 response, and its body: read
-    already, or streamed through `readinto` until `close()`."""
+    already (`xml` is its document when one was due), or streamed through `readinto`
+    until `close()`."""
 
     status: int
     headers: dict[str, str]
     body: bytes = b""
     _raw: Any = None
     _release: Callable[[bool], None] | None = None
+    what: str = ""
+    xml: ET.Element | None = None
 
     def readinto(self, buffer: Any) -> int:
         n: int = self._raw.readinto(buffer)
         if n == 0:
+            # http.client ends a body that stops short of its Content-Length with a
+            # clean close as if it were complete (CPython keeps this for compatibility):
+            # what is left is still counted in `length`. Such a body is cut, like one
+            # whose connection was reset, and is resumed the same way.
+            left = self._raw.length
+            if left and len(buffer):
+                if self._release is not None:
+                    release, self._release = self._release, None
+                    release(False)
+                raise ResponseCut(
+                    f"{self.what}: the connection closed {left} bytes before the end of "
+                    "the body"
+                )
             self.close()
         return n
 
@@ -401,10 +400,15 @@ class S3Http:
         payload_sha256: str | None = None,
         stream: bool = False,
         ok: tuple[int, ...] = (200, 206),
+        xml: bool = False,
     ) -> Response:
         """Send one request, retrying what is worth retrying; raise deon errors.
 
         With `stream`, the body is left on the connection for `Response.readinto`.
+        With `xml`, the answer must be an XML document (`Response.xml`): a 200 carrying
+        an S3 <Error> document is an error, retried as a 500 (S3 sends these once it has
+        answered 200, e.g. to CompleteMultipartUpload; botocore does the same), and a
+        body that is not XML is retried, then reported in one line.
         A PUT with a body asks `Expect: 100-continue`, so that a refusal (access
         denied, an expired token) arrives before the body is sent, and is reported
         as what it is.
@@ -437,15 +441,9 @@ class S3Http:
                 )
             sent["Host"] = ep.host
             sent.update(pool.proxy_headers)
+            conn = None
             try:
                 conn = pool.get()
-            except _CONNECT_ERRORS as e:
-                error = _refusal(e, ep, pool)
-                if error is None and attempt < self.max_attempts:
-                    self._backoff(attempt)
-                    continue
-                raise error or _unreachable(what, ep, e) from e
-            try:
                 if expect:
                     # botocore's connection (AWSConnection) sends the headers, waits up
                     # to 1 s for "100 Continue", and sends no body after a final answer.
@@ -458,17 +456,18 @@ class S3Http:
                 conn.sock.settimeout(self.timeout)
                 raw = _get_response(conn)
             except CONNECTION_ERRORS as e:
-                pool.discard(conn)
-                error = _refusal(e, ep, pool)
-                if error is None and attempt < self.max_attempts:
+                if conn is not None:
+                    pool.discard(conn)
+                if attempt < self.max_attempts and _worth_retrying(e):
                     self._backoff(attempt)
                     continue
-                raise error or _unreachable(what, ep, e) from e
+                raise translate_connection_error(e, what, _where(ep, pool)) from e
             # After an answer to the headers alone, the body was never sent: the
             # connection is out of step and must not be reused.
             early = bool(getattr(conn, "_response_received", False))
             resp_headers = {k.lower(): v for k, v in raw.getheaders()}
-            if raw.status in ok and not early:
+            status = raw.status
+            if status in ok and not early:
                 if stream and method != "HEAD":
 
                     def release(finished: bool, conn: Any = conn, raw: Any = raw) -> None:
@@ -477,7 +476,7 @@ class S3Http:
                         else:
                             pool.discard(conn)
 
-                    return Response(raw.status, resp_headers, b"", raw, release)
+                    return Response(status, resp_headers, b"", raw, release, what)
                 try:
                     data = raw.read()
                 except CONNECTION_ERRORS as e:
@@ -487,27 +486,39 @@ class S3Http:
                         continue
                     raise StorageError(f"{what}: connection broke: {e}") from e
                 (pool.discard(conn) if raw.will_close else pool.put(conn))
-                return Response(raw.status, resp_headers, data)
-            try:
-                data = raw.read()
-            except CONNECTION_ERRORS:
-                data = b""
-            (pool.discard(conn) if raw.will_close or early else pool.put(conn))
-            if raw.status == 407:
-                raise _proxy_refused(pool, f"{raw.status} {raw.reason}")
-            code, message = _error(data, raw.status)
-            retry = raw.status in RETRY_STATUS or code in RETRY_CODES
-            if retry and attempt < self.max_attempts:
-                throttled = code in ("SlowDown", "Throttling") or raw.status in (503, 429)
-                if throttled:
+                if not xml:
+                    return Response(status, resp_headers, data, what=what)
+                fields = error_document(data)
+                if fields is None:
+                    try:
+                        root = ET.fromstring(data)
+                    except ET.ParseError:
+                        if attempt < self.max_attempts:
+                            self._backoff(attempt)
+                            continue
+                        raise UnreadableResponse(
+                            f"{what}: {_not_xml(data, resp_headers.get('content-type'))}"
+                        ) from None
+                    return Response(status, resp_headers, data, what=what, xml=root)
+                status = 500  # an error after the 200: retried as botocore does
+            else:
+                try:
+                    data = raw.read()
+                except CONNECTION_ERRORS:
+                    data = b""
+                (pool.discard(conn) if raw.will_close or early else pool.put(conn))
+                fields = error_fields(data, status)
+            code, message = fields.get("Code", str(status)), fields.get("Message", "")
+            if retryable(status, code) and attempt < self.max_attempts:
+                if throttled(status, code):
                     # Throttling is about the request rate: every thread backs off, so
                     # that deon slows down instead of failing (botocore's adaptive mode).
                     self._pause_until = max(
                         self._pause_until, time.monotonic() + random.uniform(0.05, 0.25 * attempt)
                     )
-                self._backoff(attempt, throttled=throttled)
+                self._backoff(attempt, throttled=throttled(status, code))
                 continue
-            raise translate_error(raw.status, code, message, what, bucket, resp_headers)
+            raise translate_error(raw.status, code, message, what, bucket, resp_headers, fields)
 
     def _backoff(self, attempt: int, throttled: bool = False) -> None:
         # Exponential backoff with full jitter, as botocore's standard mode; throttling
@@ -525,22 +536,20 @@ class S3Http:
         query = {"list-type": "2", "prefix": prefix, "encoding-type": "url", "max-keys": "1000"}
         if token:
             query["continuation-token"] = token
-        r = self.request("GET", bucket, "", f"s3://{bucket}/{prefix}", query=query)
         where = f"s3://{bucket}/{prefix}"
-        try:
-            root = ET.fromstring(r.body)
-        except ET.ParseError as e:
-            raise StorageError(f"{where}: unreadable listing: {e}") from e
+        r = self.request("GET", bucket, "", where, query=query, xml=True)
+        root = r.xml
+        assert root is not None
         # Match tags by local name: AWS and moto use the S3 namespace, s3rver none.
         items = []
-        truncated, next_token, key_count = False, None, None
+        truncated, next_token, key_count, encoded = False, None, None, False
         for el in root:
             tag = el.tag.rsplit("}", 1)[-1]
             if tag == "Contents":
                 fields = {c.tag.rsplit("}", 1)[-1]: c.text or "" for c in el}
                 items.append(
                     (
-                        _key(fields.get("Key", "")),
+                        fields.get("Key", ""),
                         int(fields.get("Size") or 0),
                         fields.get("ETag", "").strip('"'),
                         parse_iso_date(fields.get("LastModified") or "1970-01-01T00:00:00Z"),
@@ -552,6 +561,12 @@ class S3Http:
                 next_token = el.text
             elif tag == "KeyCount" and (el.text or "").strip().isdigit():
                 key_count = int((el.text or "").strip())
+            elif tag == "EncodingType":
+                encoded = (el.text or "").strip().lower() == "url"
+        if encoded:
+            # Only a listing that says it is URL-encoded is decoded: several S3-compatible
+            # stores ignore encoding-type=url, and `run+1.h5` must stay `run+1.h5`.
+            items = [(_key(k), size, etag, lm) for k, size, etag, lm in items]
         if key_count is not None and key_count != len(items):
             # Never mistake a listing we could not read for an empty prefix.
             raise StorageError(
@@ -562,52 +577,24 @@ class S3Http:
         return items, (next_token if truncated else None)
 
 
-def _refusal(e: BaseException, ep: Endpoint, pool: _Pool) -> DeonError | None:
-    """The error for a connection failure that another attempt cannot cure (a refused
-    certificate, a proxy that wants credentials), or None when retrying may help."""
-    reason = e.reason if isinstance(e, urllib3.exceptions.SSLError) else e  # type: ignore[attr-defined]
-    text = str(e)
-    if isinstance(reason, (ssl.SSLCertVerificationError, ssl.CertificateError)) or (
-        "CERTIFICATE_VERIFY_FAILED" in text
-    ):
-        detail = getattr(reason, "verify_message", "") or text
-        return ConfigError(
-            f"{ep.url}: TLS certificate refused ({detail}); if a proxy or gateway "
-            "inspects TLS, name its CA bundle in ca_bundle (~/.aws/config) or AWS_CA_BUNDLE"
-        )
-    if isinstance(reason, ssl.SSLError) and "WRONG_VERSION_NUMBER" in text:
-        return ConfigError(f"{ep.url}: the server does not speak TLS here: {text}")
-    if "Tunnel connection failed" in text:
-        status = text.rsplit(":", 1)[-1].strip()
-        if status[:3] in ("407", "403"):
-            return _proxy_refused(pool, status)
-    return None
+def _worth_retrying(e: BaseException) -> bool:
+    """errors.retryable_exception, for urllib3's connection errors too (a refused
+    certificate or a refusing proxy stays final)."""
+    if isinstance(e, urllib3.exceptions.HTTPError):
+        return not getattr(translate_connection_error(e, "", ""), "fatal", False)
+    return retryable_exception(e)
 
 
-def _proxy_refused(pool: _Pool, status: str) -> ConfigError:
+def _where(ep: Endpoint, pool: _Pool) -> str:
+    """The endpoint, and the proxy when one carries the request (without credentials)."""
     from deon.s3.client import safe_url
 
-    proxy = safe_url(pool.proxy_url or "")
-    return ConfigError(
-        f"the proxy {proxy} refused the request ({status}): give its user and password "
-        "in the proxy URL (HTTPS_PROXY=http://USER:PASSWORD@HOST:PORT), or exempt the "
-        "endpoint with NO_PROXY"
-    )
-
-
-def _unreachable(what: str, ep: Endpoint, e: BaseException) -> StorageError:
-    from deon.s3.client import safe_url
-
-    proxy = ep.session._proxy_config.proxy_url_for(ep.url + "/")
-    via = f" through the proxy {safe_url(proxy)}" if proxy else ""
-    reason = str(e) or type(e).__name__
-    if isinstance(e, (urllib3.exceptions.ConnectTimeoutError, TimeoutError)):
-        reason = f"{reason} (connect_timeout / read_timeout)"
-    return StorageError(f"{what}: cannot reach S3 at {ep.url}{via}: {reason}")
+    return ep.url + (f" through the proxy {safe_url(pool.proxy_url)}" if pool.proxy_url else "")
 
 
 def _key(encoded: str) -> str:
-    """A key from a listing asked for with encoding-type=url."""
+    """A key from a listing whose EncodingType is url (spaces come as `+`, as botocore
+    reads them)."""
     return unquote_plus(encoded) if "%" in encoded or "+" in encoded else encoded
 
 
@@ -617,55 +604,10 @@ def _query(params: Mapping[str, str]) -> str:
     return query_string(params)
 
 
-def _error(body: bytes, status: int) -> tuple[str, str]:
-    """The S3 error code and message of an error response (HEAD has no body)."""
-    if body:
-        try:
-            root = ET.fromstring(body)
-            return (root.findtext("Code") or str(status), root.findtext("Message") or "")
-        except ET.ParseError:
-            pass
-    return str(status), http.client.responses.get(status, "")
+def _not_xml(body: bytes, content_type: str | None) -> str:
+    from deon.s3.errors import _not_xml as describe
+
+    return describe(body, content_type)
 
 
-def translate_error(
-    status: int,
-    code: str,
-    message: str,
-    what: str,
-    bucket: str | None,
-    headers: Mapping[str, str],
-) -> DeonError:
-    """Map an S3 error (status, code, message) to a deon error a person can act on. Used
-    for deon's own requests and for botocore's (`storage.translate_client_error`)."""
-    if code == "NoSuchBucket":
-        return BucketNotFound(f"no such bucket: {bucket or what}")
-    if code in ("NoSuchKey", "NotFound", "404") or status == 404:
-        return KeyNotFound(f"{what}: no such object")
-    if code in (
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "TokenRefreshRequired",
-        "InvalidToken",
-    ):
-        return ConfigError(
-            f"{what}: S3 rejected the credentials ({code}); check your AWS profile or keys"
-        )
-    if code in ("AccessDenied", "AllAccessDisabled", "403") or status == 403:
-        return AccessDenied(f"{what}: access denied by S3 for these credentials")
-    if code in ("PreconditionFailed", "412") or status == 412:
-        return PreconditionFailed(f"{what}: the object changed meanwhile (precondition failed)")
-    if code == "ConditionalRequestConflict" or status == 409:
-        return PreconditionFailed(f"{what}: a concurrent write to the same key won")
-    if code in ("BadDigest", "XAmzContentSHA256Mismatch", "InvalidDigest"):
-        return StorageError(
-            f"{what}: S3 received different bytes than were hashed "
-            "(did the file change while it was uploaded?)"
-        )
-    if status in (301, 307) or code in ("PermanentRedirect", "AuthorizationHeaderMalformed"):
-        region = headers.get("x-amz-bucket-region", "another region")
-        return StorageError(f"{what}: the bucket lives in {region}; set AWS_DEFAULT_REGION")
-    if code == "InvalidBucketName":
-        return AddressError(f"invalid bucket name in {what}")
-    return StorageError(f"{what}: {code or status}: {message}".rstrip(": "))
+__all__ = ["S3Http", "Endpoint", "Response", "translate_error", "ResponseCut"]

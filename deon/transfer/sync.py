@@ -139,6 +139,8 @@ def _fetch(
     except Cancelled:
         raise
     except (DeonError, OSError) as e:
+        if isinstance(e, DeonError) and e.fatal:  # the same for every item: say it once
+            raise
         return failed(uri, dest, e)
 
 
@@ -408,6 +410,8 @@ def up(
         except Cancelled:
             raise
         except (DeonError, OSError) as e:
+            if isinstance(e, DeonError) and e.fatal:  # the same for every item: say it once
+                raise
             return failed(uri, item.path, e)
 
     done = _collect(result, engine.run(one, files), progress, started)
