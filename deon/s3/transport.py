@@ -107,8 +107,7 @@ class Response:
                     release, self._release = self._release, None
                     release(False)
                 raise ResponseCut(
-                    f"{self.what}: the connection closed {left} bytes before the end of "
-                    "the body"
+                    f"{self.what}: the connection closed {left} bytes before the end of the body"
                 )
             self.close()
         return n
