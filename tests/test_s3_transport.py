@@ -7,6 +7,7 @@ requests, Requester Pays, SSE, SHA256 checksums, the user's retry settings)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import socket
 import threading
@@ -231,10 +232,8 @@ def _black_hole() -> tuple[socket.socket, list[socket.socket]]:
     for _ in range(8):
         s = socket.socket()
         s.setblocking(False)
-        try:
+        with contextlib.suppress(BlockingIOError):
             s.connect(server.getsockname())
-        except BlockingIOError:
-            pass
         fillers.append(s)
     return server, fillers
 
@@ -352,7 +351,7 @@ def test_the_readme_endpoint_example_works_with_another_default_region(
 def test_no_sign_request_reads_a_public_bucket_without_credentials(
     fakeaws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
-    fakeaws.put(BUCKET, "run+1.h5", BODY)
+    fakeaws.put(BUCKET, "run+1.h5", BODY, ACL="public-read")
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(var)
     args: list[str] = []
@@ -427,16 +426,18 @@ def test_multipart_uploads_declare_sha256_per_part(fakeaws: Any, tmp_path: Path)
     (create,) = fakeaws.requests.find(kind="CREATE_MULTIPART")
     assert create.headers["x-amz-checksum-algorithm"] == "SHA256"
     assert create.headers["x-amz-server-side-encryption"] == "AES256"
-    parts = sorted(fakeaws.requests.find(kind="UPLOAD_PART"), key=lambda r: int(r.param("partNumber") or 0))
+    parts = sorted(
+        fakeaws.requests.find(kind="UPLOAD_PART"), key=lambda r: int(r.param("partNumber") or 0)
+    )
     sizes = [r.body_len for r in parts]
     offsets = [sum(sizes[:i]) for i in range(len(sizes))]
-    for r, start, size in zip(parts, offsets, sizes):
+    for r, start, size in zip(parts, offsets, sizes, strict=True):
         expected = base64.b64encode(hashlib.sha256(data[start : start + size]).digest()).decode()
         assert r.headers["x-amz-checksum-sha256"] == expected
     assert fakeaws.get(BUCKET, "x/big.bin") == data
 
 
-# -- retries as the user configured them -------------------------------------------------------------
+# -- retries as the user configured them ------------------------------------------------
 
 
 def test_max_attempts_of_aws_config_is_honoured(fakeaws: Any, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import random
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -265,9 +266,15 @@ def _connection_classes() -> dict[str, type]:
 
     class _HTTP(AWSHTTPConnection):  # type: ignore[misc]
         response_class = _FastResponse
+        # urllib3's versions only add checks for values that deon never sends (its
+        # SKIP_HEADER marker, control characters in the method): ~10 us a request.
+        putrequest = http.client.HTTPConnection.putrequest
+        putheader = http.client.HTTPConnection.putheader
 
     class _HTTPS(AWSHTTPSConnection):  # type: ignore[misc]
         response_class = _FastResponse
+        putrequest = http.client.HTTPConnection.putrequest
+        putheader = http.client.HTTPConnection.putheader
 
     return {"http": _HTTP, "https": _HTTPS}
 
@@ -311,24 +318,31 @@ class _Pool:
         if not _CLASSES:
             _CLASSES.update(_connection_classes())
         pool.ConnectionCls = _CLASSES[pool.scheme]
+        # Idle connections are kept here, not in urllib3's queue (a lock and a poll per
+        # request); urllib3's pool only makes them, as it would for botocore.
+        self.idle: deque[Any] = deque()
+        self.size = max(1, int(pool.pool.maxsize if pool.pool is not None else 10))
         return pool
 
     def get(self) -> Any:
-        if self.pool.pool is None:  # closed: urllib3's manager keeps at most 10 pools
-            self.pool = self._urllib3_pool()
-        conn = self.pool._get_conn()
-        if conn.sock is None:
-            conn.timeout = self.connect_timeout
-            if self.tunnel:
-                self.pool._prepare_proxy(conn)  # CONNECT, through TLS to an https proxy
+        try:
+            return self.idle.pop()  # deque.pop/append are atomic: no lock
+        except IndexError:
+            pass
+        conn = self.pool._new_conn()
+        conn.timeout = self.connect_timeout
+        if self.tunnel:
+            self.pool._prepare_proxy(conn)  # CONNECT, through TLS to an https proxy
         return conn
 
     def put(self, conn: Any) -> None:
-        self.pool._put_conn(conn)
+        if len(self.idle) < self.size:
+            self.idle.append(conn)
+        else:
+            conn.close()
 
     def discard(self, conn: Any) -> None:
         conn.close()
-        self.pool._put_conn(conn)  # urllib3 reconnects a closed connection when reused
 
 
 class S3Http:
@@ -452,7 +466,9 @@ class S3Http:
                         conn.request(method, target, body=body, headers=sent)
                 else:
                     _send_request(conn, method, target, body=body, headers=sent)
-                conn.sock.settimeout(self.timeout)
+                if conn.timeout != self.timeout:  # connected (connect_timeout): now reads
+                    conn.timeout = self.timeout
+                    conn.sock.settimeout(self.timeout)
                 raw = _get_response(conn)
             except CONNECTION_ERRORS as e:
                 if conn is not None:
