@@ -53,7 +53,21 @@ def make_storage(settings: config.Settings) -> Storage:
         request_payer=settings.request_payer,
         sse=settings.sse,
         sse_kms_key_id=settings.sse_kms_key_id,
+        client_cert=_client_cert(settings),
     )
+
+
+def _client_cert(settings: config.Settings) -> str | tuple[str, str] | None:
+    if settings.client_cert and settings.client_key:
+        return (
+            str(Path(settings.client_cert).expanduser()),
+            str(Path(settings.client_key).expanduser()),
+        )
+    if settings.client_key:
+        from deon.errors import ConfigError
+
+        raise ConfigError("client_key is set without client_cert in the config file")
+    return str(Path(settings.client_cert).expanduser()) if settings.client_cert else None
 
 
 @contextlib.contextmanager

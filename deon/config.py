@@ -44,6 +44,8 @@ SETTING_KEYS = (
     "jobs",
     "no_sign_request",
     "request_payer",
+    "client_cert",
+    "client_key",
 )
 
 #: Checks one config value: returns None when it is fine, else what was expected
@@ -80,6 +82,8 @@ SETTING_CHECKS: dict[str, Check] = {
     "jobs": _positive_int,
     "no_sign_request": _bool,
     "request_payer": _request_payer,
+    "client_cert": _string,
+    "client_key": _string,
 }
 
 
@@ -250,6 +254,9 @@ class Settings:
     #: server-side encryption of uploads (`up --sse`, `--sse-kms-key-id`)
     sse: str | None = None
     sse_kms_key_id: str | None = None
+    #: a TLS client certificate (PEM, with its key unless `client_key` names the key file)
+    client_cert: str | None = None
+    client_key: str | None = None
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with every non-None override applied."""
@@ -302,6 +309,8 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings(
         no_sign_request=bool(merged.get("no_sign_request", False)),
         request_payer=merged.get("request_payer"),
+        client_cert=merged.get("client_cert"),
+        client_key=merged.get("client_key"),
         endpoint_url=merged.get("endpoint_url"),
         profile=merged.get("profile"),
         catalog=str(merged["catalog"]),

@@ -450,3 +450,98 @@ def test_max_attempts_of_aws_config_is_honoured(fakeaws: Any, tmp_path: Path) ->
 
     assert result.returncode == 1, result.stderr
     assert len(fakeaws.requests.find(kind="GET")) == 2
+
+
+# -- TLS: client certificates, refused certificates ------------------------------------
+
+
+def _mutual_tls_server(fake: Any) -> tuple[Any, list[bool]]:
+    """An HTTPS server on 127.0.0.1 ("localhost" in the fake's certificate) that wants a
+    client certificate signed by the fake's CA and answers every HEAD 200."""
+    import ssl
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[bool] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_HEAD(self) -> None:
+            seen.append(bool(self.connection.getpeercert()))
+            self.send_response(200)
+            self.send_header("Content-Length", "3")
+            self.send_header("ETag", '"abc"')
+            self.end_headers()
+
+    ctx = fake.tls.server_context()
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=str(fake.ca_pem))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+def test_a_client_certificate_is_presented(
+    fakeaws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deon.errors import DeonError
+    from deon.s3.client import Storage
+
+    pem = tmp_path / "client.pem"
+    fakeaws.tls.ca.issue_cert("deon-client").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    server, seen = _mutual_tls_server(fakeaws)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    url = f"https://localhost:{server.server_address[1]}"
+    try:
+        with_cert = Storage(endpoint_url=url, client_cert=str(pem))
+        monkeypatch.setattr(with_cert, "_bucket_region", lambda bucket: "us-east-1")
+        assert with_cert.head(BUCKET, "k").size == 3
+        assert seen == [True]
+
+        without = Storage(endpoint_url=url)
+        monkeypatch.setattr(without, "_bucket_region", lambda bucket: "us-east-1")
+        with pytest.raises(DeonError):
+            without.head(BUCKET, "k")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_refused_certificate_is_not_retried(
+    fakeaws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deon.errors import ConfigError
+    from deon.s3 import transport
+    from deon.s3.client import Storage
+
+    monkeypatch.delenv("AWS_CA_BUNDLE")  # the fake's CA is then unknown
+    connects: list[int] = []
+    real = transport._Pool.get
+
+    def counting(self: Any) -> Any:
+        connects.append(1)
+        return real(self)
+
+    monkeypatch.setattr(transport._Pool, "get", counting)
+    storage = Storage()
+    monkeypatch.setattr(storage, "_bucket_region", lambda bucket: "us-east-1")
+
+    with pytest.raises(ConfigError) as refused:
+        storage.head(BUCKET, "k")
+
+    assert len(connects) == 1
+    assert "ca_bundle" in str(refused.value) and "AWS_CA_BUNDLE" in str(refused.value)
+
+
+def test_a_signature_version_deon_cannot_follow_is_refused(fakeaws: Any, tmp_path: Path) -> None:
+    aws_config(tmp_path, "[default]\ns3 =\n  signature_version = s3\n")
+
+    result = run_deon("down", f"s3://{BUCKET}/", str(tmp_path / "out"))
+
+    assert result.returncode == 2, result.stderr
+    assert_no_traceback(result.stderr)
+    assert "signature_version" in result.stderr and "s3v4" in result.stderr

@@ -51,6 +51,18 @@ def _true(value: Any) -> bool:
     return str(value).strip().lower() == "true" if value is not None else False
 
 
+def _check_signature_version(session: Any) -> None:
+    """deon signs with SigV4 only: a profile asking for another signature (s3 =
+    signature_version = s3, SigV2) is refused rather than silently not followed."""
+    s3 = session.get_scoped_config().get("s3")
+    wanted = s3.get("signature_version") if isinstance(s3, dict) else None
+    if wanted and wanted not in ("s3v4", "v4"):
+        raise ConfigError(
+            f"~/.aws/config asks for s3 signature_version = {wanted}: deon signs with "
+            "SigV4 (s3v4) only; remove the setting or set it to s3v4"
+        )
+
+
 def _add_request_payer(request: Any = None, **_: Any) -> None:
     request.headers["x-amz-request-payer"] = "requester"
 
@@ -166,6 +178,8 @@ class Storage:
         sse: server-side encryption of uploads: "AES256" or "aws:kms".
         sse_kms_key_id: the KMS key for "aws:kms" (default: the account's S3 key).
         connect_timeout, read_timeout: seconds, for botocore and deon's requests alike.
+        client_cert: a client certificate for TLS (a PEM file with its key, or the
+            certificate file and the key file): botocore's `client_cert`.
     """
 
     def __init__(
@@ -180,6 +194,7 @@ class Storage:
         sse_kms_key_id: str | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
+        client_cert: str | tuple[str, str] | None = None,
     ) -> None:
         if request_payer not in (None, "requester"):
             raise ConfigError(f'request_payer must be "requester", not {request_payer!r}')
@@ -196,6 +211,7 @@ class Storage:
         self.sse_kms_key_id = sse_kms_key_id
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.client_cert = client_cert
         self._client: Any = None
         self._session: Any = None
         self._credentials: Any = None
@@ -281,6 +297,10 @@ class Storage:
             from botocore import UNSIGNED
 
             options["signature_version"] = UNSIGNED
+        else:
+            _check_signature_version(session)
+        if self.client_cert:
+            options["client_cert"] = self.client_cert
         config = botocore.config.Config(
             max_pool_connections=self.max_pool_connections,
             retries=retries or None,
