@@ -545,3 +545,43 @@ def test_a_signature_version_deon_cannot_follow_is_refused(fakeaws: Any, tmp_pat
     assert result.returncode == 2, result.stderr
     assert_no_traceback(result.stderr)
     assert "signature_version" in result.stderr and "s3v4" in result.stderr
+
+
+# -- the README names every setting botocore reads --------------------------------------------
+
+
+def test_the_readme_says_what_deon_does_with_every_botocore_setting() -> None:
+    import re
+
+    from botocore.configprovider import (
+        BOTOCORE_DEFAUT_SESSION_VARIABLES,
+        DEFAULT_S3_CONFIG_VARS,
+    )
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### AWS settings", 1)[1].split("\n## ", 1)[0]
+    wildcards = re.findall(r"`([A-Za-z0-9_]+)\*`", section)
+
+    def named(name: str) -> bool:
+        return (
+            f"`{name}`" in section
+            or f"{name}`" in section
+            or any(name.startswith(w) for w in wildcards)
+        )
+
+    missing = []
+    for config_name, env, *_ in [
+        *BOTOCORE_DEFAUT_SESSION_VARIABLES.values(),
+        *DEFAULT_S3_CONFIG_VARS.values(),
+    ]:
+        keys = config_name if isinstance(config_name, list) else [config_name]
+        for key in keys:
+            if key is None:
+                continue
+            key = key[1] if isinstance(key, tuple) else key
+            if not named(key):
+                missing.append(key)
+        for var in env if isinstance(env, list) else [env]:
+            if var is not None and not named(var):
+                missing.append(var)
+    assert not missing, missing
