@@ -19,6 +19,7 @@ FakeAWS(moto_host, moto_port)   .start() / .stop() / .reset()
   .add_base(host, region="us-east-1", prefix="")   a custom endpoint host (path-style,
                          and BUCKET.host virtual-hosted), with a path prefix (`/s3`)
   .credentials           {access key: secret}; other keys get 403 InvalidAccessKeyId
+  .tls_failures          TLS handshakes that failed (clients refusing the certificate)
   .requests              every request received: `Record`s (method, host, path, query,
                          params, headers, body_len, bucket, key, style, scope_region,
                          signed, signature_ok, signature_error, status, answered_by,
@@ -233,6 +234,8 @@ class FakeAWS:
         self._once: list[_Once] = []
         self.lock = threading.Lock()
         self.monkeypatch: Any = None
+        #: TLS handshakes that failed (a client that refused the certificate)
+        self.tls_failures = 0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -243,9 +246,14 @@ class FakeAWS:
             def setup(self) -> None:
                 if getattr(self.server, "tls_context", None) is not None:
                     self.request.settimeout(30)
-                    self.request = self.server.tls_context.wrap_socket(  # type: ignore[attr-defined]
-                        self.request, server_side=True
-                    )
+                    try:
+                        self.request = self.server.tls_context.wrap_socket(  # type: ignore[attr-defined]
+                            self.request, server_side=True
+                        )
+                    except (OSError, ssl.SSLError):
+                        with fake.lock:
+                            fake.tls_failures += 1
+                        raise
                 super().setup()
 
             def log_message(self, *args: object) -> None:
@@ -277,6 +285,7 @@ class FakeAWS:
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         server.tls_context = context  # type: ignore[attr-defined]
+        server.handle_error = lambda *args: None  # type: ignore[method-assign]
         return server
 
     # -- lifecycle and set-up ------------------------------------------------------------
@@ -295,6 +304,7 @@ class FakeAWS:
         """Forget requests, quirks, buckets and custom bases (moto is reset separately)."""
         with self.lock:
             self.requests.clear()
+            self.tls_failures = 0
             self.quirks = Quirks()
             self._once.clear()
             self.bucket_regions.clear()

@@ -191,7 +191,7 @@ class Storage:
             s3={"addressing_style": "path"} if self.endpoint_url else None,
         )
         try:
-            return self.session.create_client(
+            client = self.session.create_client(
                 "s3",
                 # user:password@ in the URL is used by nobody; botocore would repeat it
                 # in its messages.
@@ -199,6 +199,11 @@ class Storage:
                 config=config,
                 region_name=region or self.region,
             )
+            from deon.s3.errors import botocore_retry_veto
+
+            # The same rule as the lean transport: no retry where it cannot help.
+            client.meta.events.register_first("needs-retry.s3", botocore_retry_veto)
+            return client
         except ValueError as e:
             raise ConfigError(f"bad endpoint URL {safe_url(self.endpoint_url)!r}: {e}") from e
         except bex.BotoCoreError as e:
@@ -271,7 +276,7 @@ class Storage:
         except bex.ClientError as e:
             headers = e.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
             if "x-amz-bucket-region" not in headers:
-                raise translate_client_error(e, f"s3://{bucket}", bucket) from e
+                raise self._diagnose_head_bucket(e, bucket) from e
         except bex.NoCredentialsError as e:
             raise ConfigError(NO_CREDENTIALS) from e
         except (bex.ConnectionError, bex.HTTPClientError) as e:
@@ -279,6 +284,25 @@ class Storage:
         except bex.BotoCoreError as e:
             raise StorageError(f"s3://{bucket}: {e}") from e
         return str(headers.get("x-amz-bucket-region") or self.region)
+
+    def _diagnose_head_bucket(self, e: Any, bucket: str) -> DeonError:
+        """A HeadBucket refused without a body (400, 403) cannot say why: an expired
+        token, an unknown key id and a denied request look alike. One GET of the same
+        bucket (a listing of no keys) brings S3's error document."""
+        import botocore.exceptions as bex
+
+        from deon.s3.errors import diagnosable, translate_client_error
+
+        first = translate_client_error(e, f"s3://{bucket}", bucket)
+        if first.fatal or not diagnosable(e.response):
+            return first
+        try:
+            self.client.list_objects_v2(Bucket=bucket, MaxKeys=0)
+        except bex.ClientError as again:
+            return translate_client_error(again, f"s3://{bucket}", bucket)
+        except bex.BotoCoreError:
+            pass
+        return first
 
     def _regional_client(self, region: str) -> Any:
         if region == (self.client.meta.region_name or ""):
