@@ -403,3 +403,27 @@ def test_a_refusing_proxy_is_one_line_naming_https_proxy(
     line = one_error_line(r.stderr)
     assert "407" in line and "HTTPS_PROXY" in line, line
     assert len(fake_proxy.requests) == 1 and not fake_proxy.requests[0].authorized
+
+
+@pytest.mark.parametrize(
+    "status, code, extra, headers",
+    [
+        (301, "PermanentRedirect", {"Endpoint": "far.s3.eu-west-1.amazonaws.com"}, True),
+        (307, "TemporaryRedirect", {"Endpoint": "far.s3.eu-west-1.amazonaws.com"}, True),
+        (400, "AuthorizationHeaderMalformed", {"Region": "eu-west-1"}, False),
+        (301, "301", {}, True),  # a HEAD: no body, only the header
+    ],
+)
+def test_a_wrong_region_is_one_line_naming_the_region(
+    status: int, code: str, extra: dict[str, str], headers: bool
+) -> None:
+    """The region answers as the fake AWS sends them, read by the one table."""
+    from deon.s3.errors import error_fields, translate_error
+    from tests.fakeaws import error_xml
+
+    body = b"" if code.isdigit() else error_xml(code, "...", **extra)
+    fields = error_fields(body, status)
+    h = {"x-amz-bucket-region": "eu-west-1"} if headers else {}
+    e = translate_error(status, fields["Code"], fields["Message"], "s3://far/k", "far", h, fields)
+    assert e.fatal and e.exit_status == 2
+    assert "bucket far is in region eu-west-1: set AWS_DEFAULT_REGION=eu-west-1" in str(e)
