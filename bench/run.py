@@ -407,9 +407,8 @@ def synth_catalog(path: Path, rows: int) -> float:
                 f"{i:032x}",
                 when,
                 f"{i:064x}",
-                json.dumps(doc),
-                None,
-                flatten(doc),
+                metadata=json.dumps(doc),
+                flat=flatten(doc),
             )
         )
         if len(batch) == 10_000:

@@ -5,12 +5,18 @@
     for outcome in result.failed:
         print(outcome.uri, outcome.message)
 
-Settings not passed explicitly come from the environment and the config file, exactly as
-for the `deon` command (see `deon.config`). Long operations accept a `deon.Progress`.
+Every function takes, besides its own arguments:
+    settings: resolved `deon.Settings`; by default from the environment and the config
+        file, exactly as for the `deon` command (see `deon.config`).
+    **options: overrides of single settings (endpoint_url, profile, catalog, jobs,
+        data_dir, ...), as the command line's global options give them.
+Long operations also take `progress`, a `deon.Progress` that receives progress from
+worker threads (one unit per byte moved, or per object mirrored).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +52,18 @@ def make_storage(settings: config.Settings) -> Storage:
     )
 
 
+@contextlib.contextmanager
+def _engine(s: config.Settings, progress: Progress | None) -> Iterator[tuple[Engine, State]]:
+    """The transfer engine of one command and the user's upload ledger, both closed
+    when the command ends, however it ends."""
+    state = State()
+    try:
+        with Engine(make_storage(s), s.jobs, progress, state) as engine:
+            yield engine, state
+    finally:
+        state.close()
+
+
 def _address(address: str | S3Address) -> S3Address:
     return address if isinstance(address, S3Address) else parse_address(address)
 
@@ -56,12 +74,7 @@ def _folder(address: str | S3Address) -> S3Address:
 
 
 def buckets(*, settings: config.Settings | None = None, **options: Any) -> list[str]:
-    """Names of the buckets the credentials can list.
-
-    Args:
-        settings: resolved settings; by default from the environment and config file.
-        **options: overrides: endpoint_url, profile.
-    """
+    """Names of the buckets the credentials can list."""
     return make_storage(_settings(settings, **options)).list_buckets()
 
 
@@ -88,19 +101,12 @@ def up(
         local_dir: the folder (or a single file) to upload; default DATA_DIR/BUCKET/PREFIX.
         overwrite: replace different objects that someone else uploaded.
         dry_run: decide, but send nothing (outcomes are PLANNED).
-        progress: receives progress from worker threads.
-        settings: resolved settings; by default from the environment and config file.
-        **options: overrides: endpoint_url, profile, jobs, data_dir.
     """
     s = _settings(settings, **options)
     target = _folder(address)
     local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, target)
-    state = State()
-    try:
-        with Engine(make_storage(s), s.jobs, progress, state) as engine:
-            return sync.up(engine, state, target, local, overwrite=overwrite, dry_run=dry_run)
-    finally:
-        state.close()
+    with _engine(s, progress) as (engine, state):
+        return sync.up(engine, state, target, local, overwrite=overwrite, dry_run=dry_run)
 
 
 def down(
@@ -120,23 +126,14 @@ def down(
         local_dir: destination folder; default DATA_DIR/BUCKET/PREFIX.
         force: download even files that are already up to date.
         dry_run: decide, but download nothing.
-        progress: receives progress from worker threads.
-        settings: resolved settings; by default from the environment and config file.
-        **options: overrides: endpoint_url, profile, jobs, data_dir.
     """
     s = _settings(settings, **options)
     source = _folder(address)
     local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, source)
     if local.exists() and not local.is_dir():
         raise LocalPathError(f"not a folder: {local}")
-    state = State()
-    hints = _CatalogHints(s)
-    try:
-        with Engine(make_storage(s), s.jobs, progress, state) as engine:
-            return sync.down(engine, source, local, force=force, dry_run=dry_run, known=hints)
-    finally:
-        hints.close()
-        state.close()
+    with _engine(s, progress) as (engine, _), contextlib.closing(_CatalogHints(s)) as hints:
+        return sync.down(engine, source, local, force=force, dry_run=dry_run, known=hints)
 
 
 def pull(
@@ -156,9 +153,6 @@ def pull(
         data_dir: the local root; default from settings (`--data-dir`, `DEON_DATA_DIR`).
         force: download even files that are already up to date.
         dry_run: decide, but download nothing.
-        progress: receives progress from worker threads.
-        settings: resolved settings; by default from the environment and config file.
-        **options: overrides: endpoint_url, profile, jobs.
 
     Raises:
         AddressError: a URI is malformed (nothing is downloaded then).
@@ -166,13 +160,10 @@ def pull(
     s = _settings(settings, **options)
     root = Path(data_dir).expanduser() if data_dir is not None else s.data_dir
     addresses = [u if isinstance(u, S3Address) else parse_object_uri(u) for u in uris]
-    known = _catalog_knowledge(s, [a.uri for a in addresses])
-    state = State()
-    try:
-        with Engine(make_storage(s), s.jobs, progress, state) as engine:
-            return sync.pull(engine, addresses, root, force=force, dry_run=dry_run, known=known)
-    finally:
-        state.close()
+    with contextlib.closing(_CatalogHints(s)) as hints:
+        known = hints([a.uri for a in addresses])
+    with _engine(s, progress) as (engine, _):
+        return sync.pull(engine, addresses, root, force=force, dry_run=dry_run, known=known)
 
 
 def open_catalog(url: str | None = None) -> Catalog:
@@ -184,7 +175,7 @@ def open_catalog(url: str | None = None) -> Catalog:
     """
     from deon.catalog.db import open_catalog as _open
 
-    return _open(url)
+    return _open(url if url is not None else _settings(None).catalog)
 
 
 def mirror(
@@ -202,95 +193,40 @@ def mirror(
         addresses: `s3://BUCKET/PREFIX` addresses; None or empty: every source the
             catalog already has.
         snapshots: take objects from published snapshots (`publish`) when they match.
-        progress: receives progress (one unit per object).
-        settings: resolved settings; by default from the environment and config file.
-        **options: overrides: endpoint_url, profile, catalog, jobs.
 
     Raises:
         UsageError: no address given and the catalog has no sources yet.
     """
-    from deon.catalog.db import Source
     from deon.catalog.db import open_catalog as _open
     from deon.errors import UsageError
     from deon.mirror.refresh import mirror as _mirror
+    from deon.mirror.sources import plan as plan_sources
     from deon.s3.client import safe_url
 
     s = _settings(settings, **options)
     targets = [_address(a) for a in addresses or ()]
-    given = _endpoint_id(s.endpoint_url)  # "" when none is given: AWS
-    shown = safe_url(s.endpoint_url) or "AWS"
     with _open(s.catalog) as catalog:
-        plan: list[S3Address] = []
-        refused: list[tuple[str, str]] = []
-        warnings: list[str] = []
         sources = catalog.sources()
         if not targets and not sources:
             raise UsageError(
                 "the catalog has no sources yet: give an address "
                 "(deon metadata down s3://BUCKET/PREFIX)"
             )
-
-        # Rows are keyed by bucket and key, not by server: a bucket of the same name on
-        # another endpoint is another bucket, and mirroring it would replace the rows.
-        # So the catalog never decides where requests go (it may be shared, or someone
-        # else's): a source is refreshed only from the endpoint in use now.
-        def elsewhere(t: S3Address) -> list[Source]:
-            """Sources from another endpoint whose rows the address would touch."""
-            return [
-                src
-                for src in sources
-                if src.bucket == t.bucket
-                and _endpoint_id(src.endpoint_url) != given
-                and (src.prefix.startswith(t.prefix) or t.prefix.startswith(src.prefix))
-            ]
-
-        for t in targets or [S3Address(src.bucket, src.prefix) for src in sources]:
-            uri = f"s3://{t.bucket}/{t.prefix}"
-            clashes = elsewhere(t)
-            if not clashes:
-                plan.append(t)
-                continue
-            first, where = clashes[0], clashes[0].endpoint_url or "AWS"
-            if targets and len(clashes) == 1 and first.prefix == t.prefix:
-                # Named again from another endpoint (the server moved): it follows.
-                warnings.append(f"{uri}: mirrored from {where} until now, from {shown} from now on")
-                plan.append(t)
-            elif first.prefix == t.prefix:
-                hint = (
-                    f"pass --endpoint-url {where}"
-                    if first.endpoint_url
-                    else "run without --endpoint-url and AWS_ENDPOINT_URL"
-                )
-                refused.append((uri, f"mirrored from {where}, not {shown}: {hint}"))
-            else:
-                refused.append(
-                    (
-                        uri,
-                        f"overlaps source {first.uri}, mirrored from {where}, not {shown}; one "
-                        "catalog cannot hold both (use another --catalog, or `deon metadata "
-                        f"forget {first.uri}`)",
-                    )
-                )
-        for w in warnings:
+        plan = plan_sources(targets, sources, safe_url(s.endpoint_url) or None)
+        for w in plan.warnings:
             (progress or Progress()).warn(w)
         # HEADs are tiny: keep twice as many in flight as transfers would be.
         result = _mirror(
-            catalog, make_storage(s), plan, jobs=2 * s.jobs, progress=progress, snapshots=snapshots
+            catalog,
+            make_storage(s),
+            plan.addresses,
+            jobs=2 * s.jobs,
+            progress=progress,
+            snapshots=snapshots,
         )
-    result.failed[:0] = refused
-    result.warnings[:0] = warnings
+    result.failed[:0] = plan.refused
+    result.warnings[:0] = plan.warnings
     return result
-
-
-def _endpoint_id(url: str | None) -> str:
-    """An endpoint URL compared as a server: scheme and host case-insensitive, no
-    trailing slash, no user:password ("" for AWS)."""
-    from urllib.parse import urlsplit
-
-    from deon.s3.client import safe_url
-
-    u = urlsplit(safe_url(url))
-    return f"{u.scheme.lower()}://{u.netloc.lower()}{u.path.rstrip('/')}" if u.netloc else ""
 
 
 def forget(
@@ -382,15 +318,19 @@ def query(
     Raises:
         QueryError: unknown column or bad SQL (the message names close matches).
     """
-    from deon.catalog.query import Reader, run_and_close
+    from deon.catalog.access import open_reader
+    from deon.catalog.query import run
 
     s = _settings(settings, **options)
-    return run_and_close(Reader.open(s.catalog), where=where, sql=sql, limit=limit)
+    return run(open_reader(s.catalog), where=where, sql=sql, limit=limit, close=True)
 
 
 class _CatalogHints:
-    """Size, ETag and sha256 the catalog holds, looked up page by page during a `down`
-    (the catalog is opened once, and only if it exists)."""
+    """Size, ETag and sha256 the catalog holds, so that deciding whether a local file is
+    current costs no HEAD; looked up page by page during a `down`. The catalog is opened
+    once, and only if it exists (no catalog yet: SQLAlchemy is not even imported). A
+    --catalog that is not a catalog (UsageError) is refused, as by every command; one
+    that cannot be reached now only costs HEADs."""
 
     def __init__(self, s: config.Settings) -> None:
         self.s = s
@@ -398,6 +338,8 @@ class _CatalogHints:
         self.tried = False
 
     def __call__(self, uris: list[str]) -> dict[str, sync.Known]:
+        if not uris:
+            return {}
         if not self.tried:
             self.tried = True
             if "://" in self.s.catalog or Path(self.s.catalog).expanduser().exists():
@@ -408,7 +350,7 @@ class _CatalogHints:
                     self.catalog = _open(self.s.catalog, create=False)
                 except CatalogError:  # unreachable now: HEADs decide instead
                     self.catalog = None
-        if self.catalog is None or not uris:
+        if self.catalog is None:
             return {}
         rows = self.catalog.known(uris)
         return {uri: sync.Known(size, etag, sha) for uri, (size, etag, sha) in rows.items()}
@@ -429,32 +371,14 @@ def export(
 ) -> int:
     """Write selected catalog rows to a Parquet, CSV or JSON-lines file, typed by what
     each column holds (see deon.catalog.export). Returns the number of rows."""
+    from deon.catalog.access import open_reader
     from deon.catalog.export import export as _export
-    from deon.catalog.query import Reader
+    from deon.catalog.query import one_of
 
+    one_of(where, sql)
     s = _settings(settings, **options)
-    with Reader.open(s.catalog) as reader:
+    with open_reader(s.catalog) as reader:
         return _export(reader, str(out), fmt, where=where, sql=sql)
-
-
-def _catalog_knowledge(s: config.Settings, uris: list[str]) -> dict[str, sync.Known]:
-    """Size, ETag and sha256 the catalog holds for these objects, so that deciding
-    whether a local file is current costs no HEAD. Empty without a catalog."""
-    if not uris:
-        return {}
-    if "://" not in s.catalog and not Path(s.catalog).expanduser().exists():
-        return {}  # no catalog yet: do not pay for importing SQLAlchemy
-    from deon.catalog.db import open_catalog as _open
-    from deon.errors import CatalogError
-
-    # A --catalog that is not a catalog (UsageError) is refused, as by every command;
-    # one that cannot be reached now only costs HEADs.
-    try:
-        with _open(s.catalog, create=False) as catalog:
-            rows = catalog.known(uris)
-    except CatalogError:
-        return {}
-    return {uri: sync.Known(size, etag, sha) for uri, (size, etag, sha) in rows.items()}
 
 
 def verify(
@@ -548,3 +472,123 @@ def show(path: str | Path) -> Description:
 def _default_dir(s: config.Settings, address: S3Address) -> Path:
     """DATA_DIR/BUCKET/PREFIX: where `down` puts, and `up` takes, an address's files."""
     return s.data_dir.joinpath(address.bucket, *[p for p in address.key.split("/") if p])
+
+
+@dataclass
+class Selection:
+    """Rows selected from the catalog, streamed: read `rows` once, or close it."""
+
+    columns: list[str]
+    rows: Iterator[tuple[Any, ...]]
+    #: the catalog's kind of each column (boolean, integer, json, ...), when asked for
+    kinds: dict[str, str] | None = None
+
+
+def select(
+    where: str | None = None,
+    *,
+    sql: str | None = None,
+    limit: int | None = None,
+    only: str | None = None,
+    kinds: bool = False,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> Selection:
+    """Select catalog rows, read-only, as `deon query` prints them.
+
+    Args:
+        where: an SQL condition on the `objects` columns.
+        sql: a whole SELECT instead of a condition.
+        limit: at most this many rows.
+        only: select just this one column (`uri`, `key`): narrow rows for long outputs.
+        kinds: also return the kind of each catalog column (not for `sql`, whose result
+            may reuse a column's name for other values: `size AS ok`).
+
+    Raises:
+        QueryError: both `where` and `sql`, unknown column or bad SQL (exit 2).
+    """
+    from deon.catalog.access import open_reader
+    from deon.catalog.query import one_of, run
+
+    one_of(where, sql)
+    s = _settings(settings, **options)
+    reader = open_reader(s.catalog)
+    try:
+        column_kinds = reader.column_kinds() if kinds and sql is None else None
+    except BaseException:
+        reader.close()
+        raise
+    columns, rows = run(
+        reader, where=where, sql=sql, limit=limit, columns=only or "*", close=True
+    )
+    return Selection(columns, rows, column_kinds)
+
+
+def count(
+    where: str | None = None,
+    *,
+    sql: str | None = None,
+    limit: int | None = None,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> int:
+    """How many rows `select` with the same arguments gives (at most `limit`)."""
+    from deon.catalog.access import open_reader
+    from deon.catalog.query import count as count_rows
+    from deon.catalog.query import one_of
+
+    one_of(where, sql)
+    s = _settings(settings, **options)
+    with open_reader(s.catalog) as reader:
+        return count_rows(reader, where, sql, limit)
+
+
+def columns(*, settings: config.Settings | None = None, **options: Any) -> list[Any]:
+    """Every column of the catalog with its kind, metadata key, how many rows have a
+    value and its most common values (deon.catalog.query.ColumnInfo)."""
+    from deon.catalog.access import open_reader
+    from deon.catalog.query import describe_columns
+
+    s = _settings(settings, **options)
+    with open_reader(s.catalog) as reader:
+        return describe_columns(reader)
+
+
+def session(
+    address: str | None = None, *, settings: config.Settings | None = None, **options: Any
+) -> tuple[dict[str, Any], str]:
+    """The namespace of `deon metadata load` (`df`, `pull`, `catalog`, `deon`, `pd`) and
+    its banner, for the catalog's rows under `address` (all rows with None)."""
+    from deon.tools.session import make_namespace
+
+    return make_namespace(_settings(settings, **options), address, pull)
+
+
+def browse(
+    port: int = 8001,
+    *,
+    on_ready: Any = None,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> None:
+    """Serve the catalog with datasette on 127.0.0.1 until interrupted.
+
+    Args:
+        port: the port (0: any free one).
+        on_ready: called with the page's URL once the server answers.
+
+    Raises:
+        UsageError: not a SQLite catalog, no catalog yet, or datasette missing.
+        DeonError: datasette did not start.
+    """
+    from deon.tools.browse import serve
+
+    serve(_settings(settings, **options).catalog, port, on_ready=on_ready)
+
+
+def contact_sheet(path: str | Path, png: str | Path, *, frames: int = 8) -> int:
+    """Write a PNG contact sheet of the image frames in an HDF5 file: up to `frames`
+    frames of each camera stream, one row per stream. Returns the number of rows."""
+    from deon.metadata.hdf5 import contact_sheet as _sheet
+
+    return _sheet(Path(path), Path(png), frames=frames)

@@ -6,7 +6,7 @@ The CLI turns these into one line on stderr; library users catch `DeonError`.
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import Enum, IntEnum
 
 
 class ExitStatus(IntEnum):
@@ -89,3 +89,38 @@ class CatalogError(DeonError):
 
 class QueryError(UsageError):
     """A query the catalog cannot run: unknown column, syntax error (exit 2)."""
+
+
+class WarningCode(str, Enum):
+    """What a warning is about, so that callers recognise it without reading its text."""
+
+    #: files that are not HDF5 went up without metadata (one summary per `up`)
+    NOT_HDF5_SUMMARY = "not-hdf5-summary"
+    #: past the cap on metadata columns: a key is kept only in the metadata column
+    COLUMN_CAP = "column-cap"
+    #: a metadata key of higher rank took a column's name; the other key moved
+    COLUMN_RENAMED = "column-renamed"
+    #: a metadata key is stored under a suffixed column name (its plain name is taken)
+    COLUMN_SUFFIXED = "column-suffixed"
+    #: the config file holds a key deon does not know (ignored)
+    CONFIG_UNKNOWN_KEY = "config-unknown-key"
+    #: an object's sha256 header is malformed (ignored)
+    MALFORMED_SHA256 = "malformed-sha256"
+    #: a published snapshot was not used, or was found to disagree with the objects
+    SNAPSHOT_UNUSED = "snapshot-unused"
+    #: a source is now mirrored from another endpoint than before
+    ENDPOINT_MOVED = "endpoint-moved"
+    #: any other warning (its text says what)
+    OTHER = "other"
+
+
+class DeonWarning(str):
+    """A warning: its text (it *is* the string, so it prints and compares as one) and a
+    `code` naming its kind."""
+
+    code: WarningCode
+
+    def __new__(cls, code: WarningCode, message: str) -> DeonWarning:
+        self = super().__new__(cls, message)
+        self.code = code
+        return self

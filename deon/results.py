@@ -85,3 +85,14 @@ class Progress:
 
     def end(self) -> None:
         """Work is over (also after an interruption)."""
+
+
+# What `deon verify` found for one file (deon.tools.verify.Finding.status).
+OK = "ok"
+MISSING = "missing"
+CHANGED = "changed"
+CORRUPT = "corrupt"
+UNKNOWN = "unknown"
+UNVERIFIABLE = "unverifiable"
+#: Statuses that make `deon verify` exit 1.
+PROBLEMS = (MISSING, CHANGED, CORRUPT)

@@ -91,6 +91,13 @@ class Lab:
     def put(self, key: str, body: bytes, metadata: dict[str, str] | None = None) -> None:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body, Metadata=metadata or {})
 
+    def put_doc(self, key: str, body: bytes, doc: Any, sha256: str | None = None) -> None:
+        """An object as deon would upload it: `doc` in deon's metadata headers (inline;
+        a document too large for them needs a sidecar, which tests write themselves)."""
+        from deon.metadata import wire as meta
+
+        self.put(key, body, meta.encode(doc, sha256, lambda d: "").metadata)
+
     def get(self, key: str) -> bytes:
         return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
 

@@ -202,8 +202,8 @@ def test_what_query_knows_of_the_schema_without_sqlalchemy_matches_the_models() 
     """query.py and location.py name the fixed columns and deon's tables without
     importing the models (SQLAlchemy); they must say what the models say."""
     from deon.catalog.location import DEON_TABLES
+    from deon.catalog.location import FIXED_KINDS as _FIXED_KINDS
     from deon.catalog.models import FIXED_ORDER
-    from deon.catalog.query import _FIXED_KINDS
 
     assert list(_FIXED_KINDS) == list(FIXED_ORDER)
     assert set(metadata.tables) == DEON_TABLES

@@ -9,7 +9,6 @@ import subprocess
 from typing import Any
 
 from deon.catalog import flatten as fl
-from deon.metadata import wire as meta
 from tests.conftest import DEON_CMD, Lab, assert_no_traceback, run_deon
 
 ROBOTS = ["sawyer", "franka", "widowx"]
@@ -31,11 +30,7 @@ def put_docs(lab: Lab, prefix: str, n: int, extra: dict[str, Any] | None = None)
             "note": None if i % 5 else "five",
             **(extra or {}),
         }
-        lab.put(
-            f"{prefix}/{i:03d}.h5",
-            f"{prefix}{i}".encode(),
-            meta.encode(doc, f"{i:064x}", lambda d: "").metadata,
-        )
+        lab.put_doc(f"{prefix}/{i:03d}.h5", f"{prefix}{i}".encode(), doc, f"{i:064x}")
 
 
 def pg(url: str, sql: str) -> list[tuple[Any, ...]]:
@@ -135,9 +130,9 @@ def test_queries_on_postgres_are_read_only(lab: Lab, pg_catalog: str) -> None:
 
 def test_a_widening_kind_retypes_the_column(lab: Lab, pg_catalog: str) -> None:
     cat = ["--catalog", plain(pg_catalog)]
-    lab.put("w/a.h5", b"a", meta.encode({"score": 1, "flag": True}, None, lambda d: "").metadata)
+    lab.put_doc("w/a.h5", b"a", {"score": 1, "flag": True}, None)
     assert run_deon(*cat, "metadata", "down", "s3://lab/w").returncode == 0
-    lab.put("w/b.h5", b"b", meta.encode({"score": 2.5, "flag": 3}, None, lambda d: "").metadata)
+    lab.put_doc("w/b.h5", b"b", {"score": 2.5, "flag": 3}, None)
     assert run_deon(*cat, "metadata", "down", "s3://lab/w").returncode == 0
 
     types = column_types(pg_catalog)
@@ -145,16 +140,16 @@ def test_a_widening_kind_retypes_the_column(lab: Lab, pg_catalog: str) -> None:
     assert run_deon(*cat, "query", "score > 2").stdout.split() == ["s3://lab/w/b.h5"]
     assert run_deon(*cat, "query", "flag = 1").stdout.split() == ["s3://lab/w/a.h5"]
 
-    lab.put("w/c.h5", b"c", meta.encode({"score": "high"}, None, lambda d: "").metadata)
+    lab.put_doc("w/c.h5", b"c", {"score": "high"})
     assert run_deon(*cat, "metadata", "down", "s3://lab/w").returncode == 0
     assert run_deon(*cat, "query", "score = 'high'").stdout.split() == ["s3://lab/w/c.h5"]
 
 
 def test_a_key_of_higher_rank_arriving_later_renames_the_column(lab: Lab, pg_catalog: str) -> None:
     cat = ["--catalog", plain(pg_catalog)]
-    lab.put("r/1.h5", b"1", meta.encode({"a": {"b": 2}}, None, lambda d: "").metadata)
+    lab.put_doc("r/1.h5", b"1", {"a": {"b": 2}})
     assert run_deon(*cat, "metadata", "down", "s3://lab/r").returncode == 0
-    lab.put("r/2.h5", b"2", meta.encode({"a_b": "one"}, None, lambda d: "").metadata)
+    lab.put_doc("r/2.h5", b"2", {"a_b": "one"})
 
     r = run_deon(*cat, "metadata", "down", "s3://lab/r")
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from deon.metadata import wire as meta
 from tests.conftest import DEON_CMD, Lab, run_deon
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -47,7 +46,7 @@ def test_browse_serves_the_catalog_and_a_facet_filters(lab: Lab, browser, tmp_pa
             "traj_ok": i % 4 != 0,
             "camera_configuration": ["sudri0", "multiview3"][i % 2],
         }
-        lab.put(f"b/{i:03d}.h5", b"x", meta.encode(doc, None, lambda d: "").metadata)
+        lab.put_doc(f"b/{i:03d}.h5", b"x", doc)
     assert run_deon("metadata", "down", "s3://lab/b").returncode == 0
     server = subprocess.Popen(
         [*DEON_CMD, "browse", "--port", "0"],

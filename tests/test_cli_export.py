@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from deon.metadata import wire as meta
 from tests.conftest import Lab, assert_no_traceback, run_deon
 
 ROBOTS = ["sawyer", "franka", "widowx"]
@@ -26,9 +25,7 @@ def mirrored(lab: Lab) -> Lab:
             "object_classes": ["cup"] * (i % 3),
             "note": "ünïcode ✓" if i == 1 else None,
         }
-        lab.put(
-            f"e/{i:03d}.h5", f"{i}".encode(), meta.encode(doc, f"{i:064x}", lambda d: "").metadata
-        )
+        lab.put_doc(f"e/{i:03d}.h5", f"{i}".encode(), doc, f"{i:064x}")
     assert run_deon("metadata", "down", "s3://lab/e").returncode == 0
     return lab
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import deon.cli
+import deon.cli._env
 from deon.cli import cli
 from tests.conftest import Lab, assert_no_traceback, run_deon
 
@@ -106,7 +106,7 @@ def test_apply_on_a_bucket_without_a_policy(lab: Lab) -> None:
 
 
 def test_apply_asks_first(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(deon.cli, "_stdin_is_tty", lambda: True)
+    monkeypatch.setattr(deon.cli._env, "stdin_is_tty", lambda: True)
 
     no = CliRunner().invoke(cli, ["policy", "lab", "--org", ORG, "--apply"], input="n\n")
     assert no.exit_code == 1 and "policy not changed" in no.stderr

@@ -13,7 +13,6 @@ import sys
 import pytest
 
 import deon
-from deon.metadata import wire as meta
 from tests.conftest import DEON_CMD, Lab, assert_no_traceback, run_deon
 
 ROBOTS = ["sawyer", "franka", "widowx"]
@@ -31,7 +30,7 @@ def mirrored(lab: Lab) -> Lab:
             "img_T": 30,
         }
         body = json.dumps({"i": i}).encode()
-        lab.put(f"lab/t{i:02d}.h5", body, meta.encode(doc, None, lambda d: "").metadata)
+        lab.put_doc(f"lab/t{i:02d}.h5", body, doc)
     assert run_deon("metadata", "down", "s3://lab/lab").returncode == 0
     lab.proxy.reset()
     return lab

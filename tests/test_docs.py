@@ -54,3 +54,33 @@ def test_every_test_the_guarantees_name_exists() -> None:
         source = (ROOT / "tests" / file).read_text()
         if test:
             assert re.search(rf"^def {test}\(", source, re.M), f"{file}::{test}"
+
+
+def _section(name: str) -> str:
+    """The README's section of `deon NAME`: from its heading to the next heading."""
+    m = re.search(rf"^### `deon {re.escape(name)}\b.*?(?=^##)", README, re.M | re.S)
+    assert m, name
+    return m.group(0)
+
+
+@pytest.mark.parametrize(("name", "command"), commands(cli), ids=lambda x: str(x))
+def test_readme_sections_name_every_option_the_help_shows(
+    name: str, command: click.Command
+) -> None:
+    """The README stays true to `--help`: each option a command's help lists is named in
+    the command's section (global options: in the Configuration section)."""
+    section = _section(name)
+    longs = [
+        next((o for o in p.opts if o.startswith("--")), None)
+        for p in command.params
+        if isinstance(p, click.Option) and not p.hidden
+    ]
+    missing = [opt for opt in longs if opt is not None and opt not in section]
+    assert missing == [], f"deon {name}: README section does not name {missing}"
+
+
+def test_readme_names_every_global_option() -> None:
+    for param in cli.params:
+        if isinstance(param, click.Option):
+            long = [o for o in param.opts if o.startswith("--")]
+            assert long and long[0] in README, long

@@ -65,7 +65,7 @@ def test_kills_during_metadata_down(lab: Lab) -> None:
     for i in range(60):
         doc = {"i": i, "robot": ["sawyer", "franka"][i % 2], "classes": ["cup"] * (i % 3)}
         docs[f"m/{i:03d}.h5"] = doc
-        lab.put(f"m/{i:03d}.h5", f"{i}".encode(), meta.encode(doc, None, lambda d: "").metadata)
+        lab.put_doc(f"m/{i:03d}.h5", f"{i}".encode(), doc)
     reference = lab.tmp / "reference.sqlite"
     n = request_count(lab, ["--catalog", str(reference), "metadata", "down", "s3://lab/m"])
     catalog = lab.tmp / "catalog.sqlite"

@@ -83,18 +83,10 @@ def test_two_uploads_to_one_key_at_once_exactly_one_wins(lab: Lab) -> None:
 
 def test_a_pull_while_a_mirror_writes_both_succeed(lab: Lab) -> None:
     for i in range(150):
-        lab.put(
-            f"p/{i:03d}.h5",
-            f"object {i}".encode(),
-            meta.encode({"i": i}, None, lambda d: "").metadata,
-        )
+        lab.put_doc(f"p/{i:03d}.h5", f"object {i}".encode(), {"i": i})
     assert run_deon("metadata", "down", "s3://lab/p").returncode == 0
     for i in range(150, 300):  # new objects the next mirror has to HEAD, slowly
-        lab.put(
-            f"p/{i:03d}.h5",
-            f"object {i}".encode(),
-            meta.encode({"i": i}, None, lambda d: "").metadata,
-        )
+        lab.put_doc(f"p/{i:03d}.h5", f"object {i}".encode(), {"i": i})
     lab.proxy.rules.before = lambda method, key, query: (
         time.sleep(0.01) if method == "HEAD" else None
     )

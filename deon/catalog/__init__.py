@@ -1,5 +1,7 @@
 """The catalog: one row per object with its metadata flattened into columns.
 
+Database only: it imports nothing from deon's S3, transfer or mirror layers.
+
 The names below are loaded on first use, so that `deon query`, which reads a SQLite
 catalog with the sqlite3 module alone (query.py), does not import SQLAlchemy.
 """

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from deon.catalog import flatten as fl
-from deon.catalog.location import SCHEMA_REVISION, check_file
+from deon.catalog.location import BUSY_TIMEOUT, SCHEMA_REVISION, check_file, no_catalog
 from deon.catalog.location import resolve_url as resolve_url
 from deon.catalog.models import (
     FIXED_COLUMNS,
@@ -32,10 +32,8 @@ from deon.catalog.models import (
 from deon.catalog.models import (
     FIXED_ORDER as _FIXED_ORDER,
 )
-from deon.errors import CatalogError, UsageError
+from deon.errors import CatalogError, DeonWarning, UsageError, WarningCode
 
-#: Seconds a writer waits for another deon process to finish its transaction.
-BUSY_TIMEOUT = 60
 #: Metadata columns beyond this many are kept only in the `metadata` JSON column
 #: (SQLite allows 2000 columns per table, PostgreSQL 1600).
 MAX_META_COLUMNS = 1000
@@ -78,9 +76,9 @@ class ObjectRow:
     last_modified: dt.datetime
     sha256: str | None = None
     metadata: str | None = None  # the document as JSON text
-    version_id: str | None = None
     metadata_error: str | None = None
     flat: dict[fl.Path, tuple[Any, str | None]] = field(default_factory=dict)
+    version_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,10 +156,7 @@ class Catalog:
         if self.path is not None:
             if not self.path.exists():
                 if not create:
-                    raise UsageError(
-                        f"no catalog at {self.path}: mirror some metadata first "
-                        "(deon metadata down s3://BUCKET/PREFIX)"
-                    )
+                    raise no_catalog(self.path)
                 _create_private(self.path)
             else:
                 check_file(self.path)  # before the engines switch someone's file to WAL
@@ -439,8 +434,11 @@ class Catalog:
             if col is None:
                 if len(by_path) >= MAX_META_COLUMNS:
                     warnings.append(
-                        f"more than {MAX_META_COLUMNS} metadata keys: {fl.shown(path)} is kept "
-                        "only in the metadata column"
+                        DeonWarning(
+                            WarningCode.COLUMN_CAP,
+                            f"more than {MAX_META_COLUMNS} metadata keys: {fl.shown(path)} is "
+                            "kept only in the metadata column",
+                        )
                     )
                     continue
                 name = fl.wished_name(path, fixed)
@@ -469,14 +467,20 @@ class Catalog:
                     )
                     del holder[name]
                     warnings.append(
-                        f"column {name!r} now holds metadata key {fl.shown(path)!r}; "
-                        f"{fl.shown(other.path)!r} moved to column {moved!r}"
+                        DeonWarning(
+                            WarningCode.COLUMN_RENAMED,
+                            f"column {name!r} now holds metadata key {fl.shown(path)!r}; "
+                            f"{fl.shown(other.path)!r} moved to column {moved!r}",
+                        )
                     )
                 if name in holder:
                     name = fl.suffixed_name(path, holder, fixed)
                     warnings.append(
-                        f"metadata key {fl.shown(path)!r} is stored in column {name!r} "
-                        "(its plain name is taken)"
+                        DeonWarning(
+                            WarningCode.COLUMN_SUFFIXED,
+                            f"metadata key {fl.shown(path)!r} is stored in column {name!r} "
+                            "(its plain name is taken)",
+                        )
                     )
                 conn.execute(
                     meta_columns.insert().values(name=name, path=pk, kind=kind, added_at=now)
@@ -623,9 +627,9 @@ class Catalog:
         self, where: str | None = None, *, sql: str | None = None, limit: int | None = None
     ) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
         """Run a read-only query: (column names, rows). See deon.catalog.query.run."""
-        from deon.catalog.query import Reader, run_and_close
+        from deon.catalog.query import Reader, run
 
-        return run_and_close(Reader.from_catalog(self), where=where, sql=sql, limit=limit)
+        return run(Reader.from_catalog(self), where=where, sql=sql, limit=limit, close=True)
 
 
 def _locked(error: BaseException) -> bool:
@@ -672,16 +676,8 @@ def alter_type(dialect: str, column: str, before: str | None, after: str | None)
 
 def coerce(kind: str | None, value: Any) -> Any:
     """A value as its column's kind, for databases that type columns (PostgreSQL)."""
-    if value is None:
-        return None
-    if kind == fl.KIND_BOOLEAN:
-        return bool(value)
-    if kind == fl.KIND_INTEGER:
-        return int(value)
-    if kind == fl.KIND_REAL:
-        return float(value)
-    if isinstance(value, str):
-        return value
+    if value is None or kind in fl.NUMBER_KINDS or isinstance(value, str):
+        return fl.as_number(kind, value)
     return json.dumps(value)
 
 
@@ -697,16 +693,12 @@ def upgrade(engine: sa.Engine) -> None:
         command.upgrade(cfg, "head")
 
 
-def open_catalog(url: str | None = None, *, create: bool = True) -> Catalog:
+def open_catalog(url: str, *, create: bool = True) -> Catalog:
     """Open (and if needed create or upgrade) a catalog.
 
     Args:
-        url: a SQLite file path or any SQLAlchemy URL; default: the same catalog the
-            `deon` command uses (`--catalog`, `DEON_CATALOG`, config file, default path).
+        url: a SQLite file path or any SQLAlchemy URL (`deon.open_catalog()` finds the
+            one the `deon` command uses).
         create: create the catalog when it does not exist yet.
     """
-    if url is None:
-        from deon.config import load_settings
-
-        url = load_settings().catalog
     return Catalog(resolve_url(url), create=create)

@@ -40,14 +40,8 @@ def _time(value: Any) -> dt.datetime | None:
 
 def _typed(kind: str | None, value: Any, *, parse_json: bool) -> Any:
     """A value as its column's kind: 0/1 to bool, JSON text parsed (if asked), ..."""
-    if value is None:
-        return None
-    if kind == fl.KIND_BOOLEAN:
-        return bool(value)
-    if kind == fl.KIND_INTEGER:
-        return int(value)
-    if kind == fl.KIND_REAL:
-        return float(value)
+    if value is None or kind in fl.NUMBER_KINDS:
+        return fl.as_number(kind, value)
     if kind == "datetime":
         return _time(value)
     if kind == fl.KIND_JSON:

@@ -101,6 +101,23 @@ def scalar(value: Any) -> tuple[Any, str | None]:
     return _clean_text(_json_text(value)), KIND_JSON
 
 
+NUMBER_KINDS = (KIND_BOOLEAN, KIND_INTEGER, KIND_REAL)
+
+
+def as_number(kind: str | None, value: Any) -> Any:
+    """A value of a boolean, integer or real column as that Python type; other kinds'
+    values, and None, as they are."""
+    if value is None:
+        return None
+    if kind == KIND_BOOLEAN:
+        return bool(value)
+    if kind == KIND_INTEGER:
+        return int(value)
+    if kind == KIND_REAL:
+        return float(value)
+    return value
+
+
 def unscalar(kind: str | None, value: Any) -> Any:
     """A value read from a column of `kind` as the JSON value it was (the inverse of
     `scalar`): 0/1 of a boolean column as False/True, the JSON text of lists and

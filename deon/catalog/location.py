@@ -19,8 +19,31 @@ SCHEMA_REVISION = "0002"
 #: The tables deon creates; a SQLite file holding tables but none of these is someone
 #: else's database, which deon leaves alone.
 DEON_TABLES = frozenset({"objects", "sources", "meta_columns"})
+#: The fixed columns of `objects`, in table order, with their kinds as `deon query
+#: -f json` and `--columns` report them; models.py defines their SQL types (and a
+#: test holds the two to the same names in the same order).
+FIXED_KINDS = {
+    "bucket": "text",
+    "key": "text",
+    "uri": "text",
+    "size": "integer",
+    "etag": "text",
+    "last_modified": "datetime",
+    "sha256": "text",
+    "version_id": "text",
+    "metadata": "json",
+    "metadata_error": "text",
+    "mirrored_at": "datetime",
+}
 #: Seconds a connection waits for another deon process to finish its transaction.
 BUSY_TIMEOUT = 60
+
+
+def no_catalog(path: Path) -> UsageError:
+    """The error for a catalog that does not exist yet."""
+    return UsageError(
+        f"no catalog at {path}: mirror some metadata first (deon metadata down s3://BUCKET/PREFIX)"
+    )
 
 
 def resolve_url(catalog: str) -> str:

@@ -20,21 +20,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deon.catalog import flatten as fl
 from deon.catalog.location import (
-    SCHEMA_REVISION,
+    FIXED_KINDS,
     open_readonly,
-    plain_path,
-    resolve_url,
-    schema_revision,
-    unusable,
 )
-from deon.errors import QueryError, UsageError
-
-if TYPE_CHECKING:
-    from deon.catalog.db import Catalog
+from deon.errors import QueryError
 
 _READ_PRAGMAS = {
     "table_info",
@@ -72,7 +65,7 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
     return sqlite3.SQLITE_DENY
 
 
-def _readonly_sqlite(path: Path) -> sqlite3.Connection:
+def readonly_sqlite(path: Path) -> sqlite3.Connection:
     conn = open_readonly(path)
     conn.execute("PRAGMA query_only = 1")
     conn.set_authorizer(_authorize)
@@ -88,46 +81,10 @@ class Reader:
         self._owner = owner  # keeps a Catalog (and its engine) alive
 
     @classmethod
-    def open(cls, catalog: str) -> Reader:
-        """The reader of a catalog given as a path or URL (as `--catalog` takes it).
-
-        Raises:
-            UsageError: there is no catalog there yet, or the file there is not one.
-        """
-        path = plain_path(catalog)
-        if path is None:  # a URL: SQLAlchemy parses it
-            from deon.catalog.db import open_catalog, sqlite_path
-
-            url = resolve_url(catalog)
-            path = sqlite_path(url)
-            if path is None:
-                return cls.from_catalog(open_catalog(url, create=False))
-        if not path.exists():
-            raise UsageError(
-                f"no catalog at {path}: mirror some metadata first "
-                "(deon metadata down s3://BUCKET/PREFIX)"
-            )
-        try:
-            conn = _readonly_sqlite(path)
-        except sqlite3.Error as e:
-            raise unusable(path, e) from e
-        try:
-            current = schema_revision(conn, path) == SCHEMA_REVISION
-        except BaseException:
-            conn.close()
-            raise
-        if not current:
-            conn.close()
-            from deon.catalog.db import open_catalog
-
-            open_catalog(str(path), create=False).close()  # creates or upgrades the schema
-            conn = _readonly_sqlite(path)
-        return cls(conn, (sqlite3.Error,))
-
-    @classmethod
-    def from_catalog(cls, catalog: Catalog) -> Reader:
+    def from_catalog(cls, catalog: Any) -> Reader:
+        """The reader of an open deon.catalog.db.Catalog."""
         if catalog.path is not None:
-            return cls(_readonly_sqlite(catalog.path), (sqlite3.Error,), catalog)
+            return cls(readonly_sqlite(catalog.path), (sqlite3.Error,), catalog)
         # A connection of its own (never returned to a pool) whose session is READ ONLY.
         import sqlalchemy as sa
 
@@ -205,7 +162,7 @@ class Reader:
     def column_kinds(self) -> dict[str, str]:
         """The kind of each column of `objects` by name, fixed columns included (a
         metadata column that has held only NULLs so far has none)."""
-        kinds = dict(_FIXED_KINDS)
+        kinds = dict(FIXED_KINDS)
         kinds.update((name, kind) for name, _, kind in self.meta_columns() if kind)
         return kinds
 
@@ -259,6 +216,16 @@ def build_sql(where: str | None, limit: int | None, columns: str = "*") -> str:
     return sql
 
 
+def one_of(where: str | None, sql: str | None) -> None:
+    """A query is a WHERE condition or a whole SELECT, never both.
+
+    Raises:
+        QueryError: both were given (exit 2).
+    """
+    if sql is not None and where is not None:
+        raise QueryError("give a WHERE condition or --sql, not both")
+
+
 def run(
     reader: Reader,
     *,
@@ -266,39 +233,32 @@ def run(
     sql: str | None = None,
     limit: int | None = None,
     columns: str = "*",
+    close: bool = False,
 ) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
     """Run a WHERE condition on `objects` (selecting `columns`), or a whole SELECT.
 
     Returns the column names and an iterator of rows (streamed, not held in memory).
+    With `close`, for callers that hand the rows on, the reader is closed once the rows
+    are read or dropped, or at once when the query fails.
 
     Raises:
         QueryError: unknown column, syntax error, or an attempt to write (exit 2).
     """
-    if sql is not None and where is not None:
-        raise QueryError("give a WHERE condition or --sql, not both")
-    if sql is not None:
-        text = statement(sql)
-        if limit is not None:
-            text = f"SELECT * FROM {_subquery(sql)} LIMIT {int(limit)}"
-    else:
-        text = build_sql(where, limit, columns)
-    return reader.execute(text, where)
-
-
-def run_and_close(
-    reader: Reader,
-    *,
-    where: str | None = None,
-    sql: str | None = None,
-    limit: int | None = None,
-) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
-    """`run` for callers that hand the rows on: the reader is closed once the rows are
-    read or dropped, or at once when the query fails."""
     try:
-        columns, rows = run(reader, where=where, sql=sql, limit=limit)
+        one_of(where, sql)
+        if sql is not None:
+            text = statement(sql)
+            if limit is not None:
+                text = f"SELECT * FROM {_subquery(sql)} LIMIT {int(limit)}"
+        else:
+            text = build_sql(where, limit, columns)
+        names, rows = reader.execute(text, where)
     except BaseException:
-        reader.close()
+        if close:
+            reader.close()
         raise
+    if not close:
+        return names, rows
 
     def stream() -> Iterator[tuple[Any, ...]]:
         try:
@@ -306,13 +266,14 @@ def run_and_close(
         finally:
             reader.close()
 
-    return columns, stream()
+    return names, stream()
 
 
 def count(
     reader: Reader, where: str | None = None, sql: str | None = None, limit: int | None = None
 ) -> int:
     """How many rows `run` with the same arguments returns (at most `limit`)."""
+    one_of(where, sql)
     if sql is not None:
         text = f"SELECT count(*) FROM {_subquery(sql)}"
     else:
@@ -332,19 +293,6 @@ class ColumnInfo:
     examples: list[Any]
 
 
-_FIXED_KINDS = {
-    "bucket": "text",
-    "key": "text",
-    "uri": "text",
-    "size": "integer",
-    "etag": "text",
-    "last_modified": "datetime",
-    "sha256": "text",
-    "version_id": "text",
-    "metadata": "json",
-    "metadata_error": "text",
-    "mirrored_at": "datetime",
-}
 
 
 #: `--columns` takes its example values from this many rows (the first ones stored).
@@ -368,8 +316,8 @@ def describe_columns(reader: Reader, examples: int = 3) -> list[ColumnInfo]:
     non_null = next(iter(counts))
     out: list[ColumnInfo] = []
     for name, filled in zip(names, non_null, strict=True):
-        if name in _FIXED_KINDS:
-            kind, path = _FIXED_KINDS.get(name, "text"), ""
+        if name in FIXED_KINDS:
+            kind, path = FIXED_KINDS.get(name, "text"), ""
         else:
             path, meta_kind = meta.get(name, ("", None))
             kind = meta_kind or "null"
@@ -384,7 +332,7 @@ def describe_columns(reader: Reader, examples: int = 3) -> list[ColumnInfo]:
     return out
 
 
-def to_pandas(catalog: Catalog, where: str | None = None) -> Any:
+def to_pandas(catalog: Any, where: str | None = None) -> Any:
     """The selected rows as a DataFrame indexed by `uri`, each column typed by its kind:
     booleans as pandas' nullable boolean, integers as Int64, reals as float64, text as
     strings, JSON (lists) parsed, times as UTC timestamps."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import queue
-import re
 import threading
 import time
 from collections.abc import Iterable
@@ -28,8 +27,6 @@ from deon.results import Progress
 from deon.s3.client import ObjectInfo, Storage, safe_url
 from deon.transfer.sync import listed
 from deon.uri import S3Address
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 #: Rows per write transaction, and the longest a finished row waits to be written.
 BATCH_ROWS = 500
@@ -151,9 +148,11 @@ def fetch_row(storage: Storage, sidecars: _Sidecars, obj: ObjectInfo) -> _Fetche
 
 def row_from_entry(obj: ObjectInfo, entry: Entry) -> ObjectRow:
     """The row a snapshot entry describes (for the listed version of the object)."""
-    sha = (
-        entry.sha256 if isinstance(entry.sha256, str) and _SHA256.fullmatch(entry.sha256) else None
-    )
+    # what a snapshot claims is checked as a header would be (lower-case, as deon writes)
+    claimed = entry.sha256
+    sha = claimed if isinstance(claimed, str) and meta.is_sha256(claimed) else None
+    if sha is not None and sha != sha.lower():
+        sha = None
     row = ObjectRow(obj.bucket, obj.key, entry.size, obj.etag, obj.last_modified, sha)
     if entry.text is not None:
         try:

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deon.errors import UsageError
+from deon.errors import DeonError, UsageError
 
 #: Metadata keys a robot-learning lab filters on, preferred as facets when present.
 PREFERRED = (
@@ -34,9 +34,9 @@ MAX_DISTINCT = 40
 def choose_facets(catalog: str) -> list[str]:
     """Facet columns: preferred keys first, then other text or boolean metadata columns
     with at most MAX_DISTINCT values (among a sample)."""
-    from deon.catalog.query import Reader
+    from deon.catalog.access import open_reader
 
-    with Reader.open(catalog) as reader:
+    with open_reader(catalog) as reader:
         kinds = {name: kind for name, _, kind in reader.meta_columns()}
         candidates = [c for c in PREFERRED if c in kinds]
         candidates += sorted(
@@ -85,6 +85,7 @@ def command(catalog: str, port: int, host: str, metadata_file: Path) -> list[str
         UsageError: not a SQLite catalog, no catalog yet, or datasette missing.
     """
     from deon.catalog.db import resolve_url, sqlite_path
+    from deon.catalog.location import no_catalog
 
     path = sqlite_path(resolve_url(catalog))
     if path is None:
@@ -93,10 +94,7 @@ def command(catalog: str, port: int, host: str, metadata_file: Path) -> list[str
             "Parquet or point datasette-like tools at the database itself"
         )
     if not path.exists():
-        raise UsageError(
-            f"no catalog at {path}: mirror some metadata first "
-            "(deon metadata down s3://BUCKET/PREFIX)"
-        )
+        raise no_catalog(path)
     try:
         import datasette  # noqa: F401
     except ImportError as e:
@@ -122,3 +120,56 @@ def command(catalog: str, port: int, host: str, metadata_file: Path) -> list[str
         "sql_time_limit_ms",
         "5000",
     ]
+
+
+def serve(catalog: str, port: int, host: str = "127.0.0.1", on_ready: Any = None) -> None:
+    """Run datasette on `catalog` until it stops or deon is interrupted; it never
+    outlives deon.
+
+    Raises:
+        UsageError: see `command`.
+        DeonError: datasette did not start.
+    """
+    import signal
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="deon-browse-") as tmp:
+        cmd = command(catalog, port, host, Path(tmp) / "metadata.json")
+        database = Path(cmd[cmd.index("serve") + 1]).stem
+        url = f"http://{host}:{port}/{database}/objects"
+        server = subprocess.Popen(cmd)
+
+        def stop(signum: int, frame: Any) -> None:
+            # Python's default SIGTERM/SIGHUP end deon without `finally`: the server
+            # would outlive it, orphaned, still serving the catalog.
+            raise SystemExit(128 + signum)
+
+        handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and server.poll() is None:
+                with socket.socket() as s:
+                    if s.connect_ex((host, port)) == 0:
+                        break
+                time.sleep(0.1)
+            if server.poll() is not None:
+                raise DeonError("datasette did not start (see its message above)")
+            if on_ready is not None:
+                on_ready(url)
+            server.wait()
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            if server.poll() is None:
+                server.terminate()
+                try:
+                    server.wait(10)
+                except subprocess.TimeoutExpired:
+                    server.kill()

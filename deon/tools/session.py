@@ -5,7 +5,7 @@ The CLI starts the interpreter; this module only prepares its namespace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from deon.config import Settings
@@ -38,15 +38,16 @@ def _uris(selection: Any) -> list[str]:
     raise TypeError("pull() takes a DataFrame from df, a list of s3:// URIs, or one URI")
 
 
-def make_namespace(settings: Settings, address: str | None = None) -> tuple[dict[str, Any], str]:
-    """The session's variables and its banner.
+def make_namespace(
+    settings: Settings, address: str | None, download: Callable[..., Any]
+) -> tuple[dict[str, Any], str]:
+    """The session's variables and its banner; `download` is deon.api.pull.
 
     Raises:
         UsageError: no catalog yet.
     """
     import pandas as pd
 
-    import deon
     from deon.catalog.db import open_catalog
 
     catalog = open_catalog(settings.catalog, create=False)
@@ -54,7 +55,7 @@ def make_namespace(settings: Settings, address: str | None = None) -> tuple[dict
 
     def pull(selection: Any, force: bool = False) -> list[str]:
         """Download the selected objects (rows of df, or URIs); returns local paths."""
-        result = deon.pull(_uris(selection), force=force, settings=settings)
+        result = download(_uris(selection), force=force, settings=settings)
         for outcome in result.failed:
             print(printable(f"failed: {outcome.uri}: {outcome.message}"))
         return [str(o.local) for o in result.outcomes if o.ok and o.local is not None]
@@ -67,7 +68,7 @@ def make_namespace(settings: Settings, address: str | None = None) -> tuple[dict
         + "\n  pull(sel) download the rows of a DataFrame (or URIs); returns local paths"
         + f"\n  example:  pull({example})"
     )
-    ns = {"df": df, "pull": pull, "catalog": catalog, "deon": deon, "pd": pd}
+    ns = {"df": df, "pull": pull, "catalog": catalog, "pd": pd}
     return ns, banner
 
 

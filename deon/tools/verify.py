@@ -23,6 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deon.errors import UnsafeKey, UsageError
+from deon.results import (  # noqa: F401 - the statuses of a finding, as verify names them
+    CHANGED,
+    CORRUPT,
+    MISSING,
+    OK,
+    PROBLEMS,
+    UNKNOWN,
+    UNVERIFIABLE,
+)
 from deon.transfer.digest import digest_file, etag_is_md5
 from deon.transfer.state import State, identity
 from deon.uri import (
@@ -32,15 +41,6 @@ from deon.uri import (
     check_relative_key,
     local_path_for,
 )
-
-OK = "ok"
-MISSING = "missing"
-CHANGED = "changed"
-CORRUPT = "corrupt"
-UNKNOWN = "unknown"
-UNVERIFIABLE = "unverifiable"
-#: Statuses that make `deon verify` exit 1.
-PROBLEMS = (MISSING, CHANGED, CORRUPT)
 
 
 @dataclass(frozen=True)

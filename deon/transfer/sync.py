@@ -1,5 +1,5 @@
 """Planning `up`, `down` and `pull`: which items to transfer, which are already in place,
-which must be refused. The transfers themselves are the engine's (transfer.py).
+which must be refused. The transfers themselves are the engine's (engine.py).
 
 A local file and an object are "the same" when their sizes match and either the
 object's sha256 header (or the catalog's copy of it) equals the file's, or its ETag is
@@ -18,10 +18,12 @@ from pathlib import Path
 
 from deon.errors import (
     DeonError,
+    DeonWarning,
     KeyNotFound,
     LocalPathError,
     PreconditionFailed,
     UnsafeKey,
+    WarningCode,
 )
 from deon.metadata import wire as meta
 from deon.metadata.hdf5 import is_hdf5, read_metadata
@@ -415,8 +417,11 @@ def up(
     done = _collect(result, engine.run(one, files), progress, started)
     if not_hdf5:
         done.warnings.append(
-            f"{len(not_hdf5)} file(s) are not HDF5: their objects carry no metadata "
-            f"(e.g. {sorted(not_hdf5)[0]})"
+            DeonWarning(
+                WarningCode.NOT_HDF5_SUMMARY,
+                f"{len(not_hdf5)} file(s) are not HDF5: their objects carry no metadata "
+                f"(e.g. {sorted(not_hdf5)[0]})",
+            )
         )
     return done
 

@@ -1,0 +1,36 @@
+"""What the global options set, handed to every command, and the terminal it runs on."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+
+from deon import config
+from deon.output import printable
+
+
+@dataclass
+class Env:
+    """What the global options set, handed to every command."""
+
+    overrides: dict[str, Any] = field(default_factory=dict)
+    quiet: bool = False
+
+    def settings(self) -> Any:
+        return config.load_settings(**self.overrides)
+
+    def log(self, message: str) -> None:
+        """One line of chatter on stderr (none with -q)."""
+        if not self.quiet:
+            click.echo(printable(message), err=True)
+
+
+pass_env = click.make_pass_decorator(Env)
+
+
+def stdin_is_tty() -> bool:
+    """Whether standard input is a terminal (then nothing is piped in to read)."""
+    return sys.stdin.isatty()

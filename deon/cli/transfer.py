@@ -1,0 +1,151 @@
+"""Commands that move bytes: buckets, up, down, pull."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from deon.cli import _env
+from deon.cli._env import Env, pass_env
+from deon.cli._errors import DeonClickError
+from deon.cli._progress import Bar
+from deon.cli._render import summarize
+from deon.errors import ExitStatus
+
+
+@click.command()
+@pass_env
+def buckets(env: Env) -> None:
+    """List the buckets your credentials can see, one name per line.
+
+    \b
+    Example:
+        deon buckets
+        deon --profile lab buckets
+    """
+    from deon import api
+
+    for name in api.buckets(settings=env.settings()):
+        click.echo(name)
+
+
+@click.command()
+@click.argument("address")
+@click.argument("local_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace different objects someone else uploaded.")
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would be uploaded; send nothing.")
+@pass_env
+def up(env: Env, address: str, local_dir: Path | None, overwrite: bool, dry_run: bool) -> None:
+    """Upload new and changed files under LOCAL_DIR to ADDRESS.
+
+    Relative paths are kept. Each HDF5 file's attrs['metadata'] JSON goes into the
+    object's metadata headers with the file's sha256. Unchanged files are not sent.
+    A different object already at a key is refused unless you uploaded it yourself
+    or pass --overwrite. LOCAL_DIR defaults to DATA_DIR/BUCKET/PREFIX. Prints the URI
+    of every file that is now in the bucket.
+
+    \b
+    Example:
+        deon up s3://lab-data/alice ./trajectories
+        deon up --dry-run s3://lab-data/alice
+    """
+    from deon import api
+
+    progress = Bar(env.quiet, lambda o: o.uri)
+    result = api.up(
+        address,
+        local_dir,
+        overwrite=overwrite,
+        dry_run=dry_run,
+        progress=progress,
+        settings=env.settings(),
+    )
+    summarize(env.log, result, "uploaded")
+
+
+@click.command()
+@click.argument("address")
+@click.argument("local_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--force", is_flag=True, help="Download even files that are up to date.")
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would be downloaded.")
+@pass_env
+def down(env: Env, address: str, local_dir: Path | None, force: bool, dry_run: bool) -> None:
+    """Make LOCAL_DIR hold every object under ADDRESS.
+
+    Files already up to date are skipped; the rest are downloaded concurrently,
+    verified (size and sha256) and renamed into place. LOCAL_DIR defaults to
+    DATA_DIR/BUCKET/PREFIX. Prints the local path of every file now in place.
+
+    \b
+    Example:
+        deon down s3://lab-data/alice
+        deon down s3://lab-data/bob/2026-11 ./bob
+    """
+    from deon import api
+
+    progress = Bar(env.quiet, lambda o: str(o.local))
+    result = api.down(
+        address,
+        local_dir,
+        force=force,
+        dry_run=dry_run,
+        progress=progress,
+        settings=env.settings(),
+    )
+    summarize(env.log, result, "downloaded")
+
+
+def read_uris(lines: Any) -> list[str]:
+    """URIs from a stream: one per line, trimmed; blank lines and # comments skipped."""
+    out = []
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            out.append(text)
+    return out
+
+
+@click.command()
+@click.argument("uris", nargs=-1)
+@click.option("--force", is_flag=True, help="Download even files that are up to date.")
+@click.option("-n", "--dry-run", is_flag=True, help="Show what would be downloaded.")
+@pass_env
+def pull(env: Env, uris: tuple[str, ...], force: bool, dry_run: bool) -> None:
+    """Download the given objects to DATA_DIR/BUCKET/KEY.
+
+    With no URI, or with -, URIs are read from standard input, one per line (blank
+    lines and lines starting with # are skipped). Prints the local path of every file
+    now in place.
+
+    \b
+    Example:
+        deon pull s3://lab-data/alice/traj_0001.h5
+        deon query "robot = 'sawyer'" | deon pull
+    """
+    from deon import api
+    from deon.errors import AddressError
+    from deon.uri import parse_object_uri
+
+    if not uris or uris == ("-",):
+        if _env.stdin_is_tty():
+            raise click.UsageError(
+                "no URIs given: pass s3://BUCKET/KEY arguments or pipe them in "
+                "(deon query ... | deon pull)"
+            )
+        uris = tuple(read_uris(sys.stdin))
+    elif "-" in uris:
+        raise click.UsageError("use - alone to read URIs from standard input")
+    addresses = []
+    for n, uri in enumerate(uris, 1):
+        try:
+            addresses.append(parse_object_uri(uri))
+        except AddressError as e:
+            raise DeonClickError(f"URI {n}: {e}", ExitStatus.USAGE) from e
+    progress = Bar(env.quiet, lambda o: str(o.local))
+    result = api.pull(
+        addresses, None, force, dry_run=dry_run, progress=progress, settings=env.settings()
+    )
+    summarize(env.log, result, "downloaded")
