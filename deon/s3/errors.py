@@ -373,11 +373,14 @@ def _fatal(message: str) -> ConfigError:
 def clock_offset(headers: Mapping[str, str]) -> float | None:
     """How far the server's clock (its Date header) is ahead of this machine's, in
     seconds."""
-    from deon.s3.transport import parse_http_date
+    import email.utils
 
-    server = parse_http_date(headers.get("date"))
-    if server is None:
+    try:
+        server = email.utils.parsedate_to_datetime(headers.get("date") or "")
+    except (TypeError, ValueError):
         return None
+    if server.tzinfo is None:
+        server = server.replace(tzinfo=timezone.utc)
     return (server - datetime.now(timezone.utc)).total_seconds()
 
 
@@ -394,15 +397,14 @@ def clock_message(headers: Mapping[str, str], fields: Mapping[str, str]) -> str:
     """RequestTimeTooSkewed, said as what to do: by how much this machine's clock is off
     (the server's Date against the clock now, else the error's ServerTime against its
     RequestTime)."""
-    from deon.s3.transport import parse_iso_date
-
     offset = clock_offset(headers)
     if offset is None and fields.get("ServerTime") and fields.get("RequestTime"):
         try:
             sent = datetime.strptime(fields["RequestTime"], "%Y%m%dT%H%M%SZ").replace(
                 tzinfo=timezone.utc
             )
-            offset = (parse_iso_date(fields["ServerTime"]) - sent).total_seconds()
+            server = datetime.fromisoformat(fields["ServerTime"].replace("Z", "+00:00"))
+            offset = (server - sent).total_seconds()
         except ValueError:
             offset = None
     fix = "set it right (enable NTP: `sudo timedatectl set-ntp true`) and try again"
