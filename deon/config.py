@@ -26,13 +26,25 @@ ENV_CONFIG_DIR = "DEON_CONFIG_DIR"
 ENV_DEBUG = "DEON_DEBUG"
 ENV_JOBS = "DEON_JOBS"
 ENV_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+#: botocore's service-specific endpoint variable, which wins over AWS_ENDPOINT_URL
+ENV_ENDPOINT_URL_S3 = "AWS_ENDPOINT_URL_S3"
+#: botocore's switch to ignore configured endpoints (both variables and ~/.aws/config)
+ENV_IGNORE_ENDPOINT_URLS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
 ENV_PROFILE = "AWS_PROFILE"
 
 CONFIG_FILE_NAME = "config.toml"
 DEFAULT_JOBS = 16
 
 #: the keys a config file may set at top level
-SETTING_KEYS = ("endpoint_url", "profile", "catalog", "data_dir", "jobs")
+SETTING_KEYS = (
+    "endpoint_url",
+    "profile",
+    "catalog",
+    "data_dir",
+    "jobs",
+    "no_sign_request",
+    "request_payer",
+)
 
 #: Checks one config value: returns None when it is fine, else what was expected
 #: ("a string", "true or false").
@@ -44,6 +56,14 @@ Schema = Mapping[str, Union[Check, "Schema"]]
 
 def _string(value: Any) -> str | None:
     return None if isinstance(value, str) else "a string"
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
+def _request_payer(value: Any) -> str | None:
+    return None if value == "requester" else '"requester"'
 
 
 def _positive_int(value: Any) -> str | None:
@@ -58,6 +78,8 @@ SETTING_CHECKS: dict[str, Check] = {
     "catalog": _string,
     "data_dir": _string,
     "jobs": _positive_int,
+    "no_sign_request": _bool,
+    "request_payer": _request_payer,
 }
 
 
@@ -226,6 +248,13 @@ class Settings:
     catalog: str = ""
     data_dir: Path = Path()
     jobs: int = DEFAULT_JOBS
+    #: anonymous S3 requests, no credentials looked up (aws-cli's --no-sign-request)
+    no_sign_request: bool = False
+    #: "requester" for Requester Pays buckets (aws-cli's --request-payer)
+    request_payer: str | None = None
+    #: server-side encryption of uploads (`up --sse`, `--sse-kms-key-id`)
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with every non-None override applied."""
@@ -233,6 +262,15 @@ class Settings:
         if "data_dir" in given:
             given["data_dir"] = Path(given["data_dir"]).expanduser()
         return replace(self, **given)
+
+
+def env_endpoint_url() -> str | None:
+    """The endpoint the environment names, in botocore's order: AWS_ENDPOINT_URL_S3,
+    then AWS_ENDPOINT_URL; none when AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true.
+    (Endpoints in ~/.aws/config are botocore's to find: see `s3.client.Storage`.)"""
+    if os.environ.get(ENV_IGNORE_ENDPOINT_URLS, "").strip().lower() == "true":
+        return None
+    return os.environ.get(ENV_ENDPOINT_URL_S3) or os.environ.get(ENV_ENDPOINT_URL) or None
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -247,7 +285,7 @@ def load_settings(**overrides: Any) -> Settings:
         raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
     file = load_config_file()
     env = {
-        "endpoint_url": os.environ.get(ENV_ENDPOINT_URL) or None,
+        "endpoint_url": env_endpoint_url(),
         "profile": os.environ.get(ENV_PROFILE) or None,
         "catalog": os.environ.get(ENV_CATALOG) or None,
         "data_dir": os.environ.get(ENV_DATA_DIR) or None,
@@ -267,6 +305,8 @@ def load_settings(**overrides: Any) -> Settings:
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, not {jobs}")
     return Settings(
+        no_sign_request=bool(merged.get("no_sign_request", False)),
+        request_payer=merged.get("request_payer"),
         endpoint_url=merged.get("endpoint_url"),
         profile=merged.get("profile"),
         catalog=str(merged["catalog"]),

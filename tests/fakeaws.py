@@ -484,6 +484,12 @@ class FakeAWS:
 
     def _expect_100(self, h: BaseHTTPRequestHandler) -> bool:
         rec = self._record(h)
+        error = self._check(rec, None)  # S3 refuses before the body, as it would after
+        if error is not None:
+            rec.answered_by = "before_body"
+            status, payload, extra = error
+            self._send(h, rec, status, payload, headers=extra, close=True)
+            return False
         once = self._take(rec, ("early",))
         if once is not None:
             rec.answered_by = "early_reply"
@@ -550,9 +556,10 @@ class FakeAWS:
         rec.body_len = len(body)
         return body
 
-    def _check(self, rec: Record, body: bytes) -> tuple[int, bytes, dict[str, str]] | None:
+    def _check(self, rec: Record, body: bytes | None) -> tuple[int, bytes, dict[str, str]] | None:
         """What S3 would refuse before touching the bucket: credentials, clock,
-        signature, payload hash, region. None when the request may go on."""
+        signature, payload hash (unless the body is still to come: None), region. None
+        when the request may go on."""
         q = self.quirks
         auth = rec.headers.get("authorization")
         server_now = time.time() + q.clock_offset
@@ -624,7 +631,11 @@ class FakeAWS:
                     {},
                 )
             claimed = rec.headers.get("x-amz-content-sha256", "")
-            if len(claimed) == 64 and hashlib.sha256(body).hexdigest() != claimed:
+            if (
+                body is not None
+                and len(claimed) == 64
+                and hashlib.sha256(body).hexdigest() != claimed
+            ):
                 return (
                     400,
                     error_xml(

@@ -309,9 +309,6 @@ def test_a_body_cut_short_with_a_clean_close_is_resumed(
 # -- 5: S3 refuses a PUT after its headers ---------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs Expect: 100-continue on PUT (s3-transport, issue 10 item 5)"
-)
 def test_a_put_refused_after_its_headers_is_access_denied_sent_once(
     fakeaws: Any, tmp_path: Path
 ) -> None:

@@ -37,8 +37,22 @@ def buckets(env: Env) -> None:
 @click.argument("local_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace different objects someone else uploaded.")
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be uploaded; send nothing.")
+@click.option(
+    "--sse",
+    type=click.Choice(["AES256", "aws:kms"]),
+    help="Server-side encryption of the objects written (as aws-cli's --sse).",
+)
+@click.option("--sse-kms-key-id", metavar="KEY_ID", help="The KMS key for --sse aws:kms.")
 @pass_env
-def up(env: Env, address: str, local_dir: Path | None, overwrite: bool, dry_run: bool) -> None:
+def up(
+    env: Env,
+    address: str,
+    local_dir: Path | None,
+    overwrite: bool,
+    dry_run: bool,
+    sse: str | None,
+    sse_kms_key_id: str | None,
+) -> None:
     """Upload new and changed files under LOCAL_DIR to ADDRESS.
 
     Relative paths are kept. Each HDF5 file's attrs['metadata'] JSON goes into the
@@ -60,6 +74,8 @@ def up(env: Env, address: str, local_dir: Path | None, overwrite: bool, dry_run:
         local_dir,
         overwrite=overwrite,
         dry_run=dry_run,
+        sse=sse,
+        sse_kms_key_id=sse_kms_key_id,
         progress=progress,
         settings=env.settings(),
     )

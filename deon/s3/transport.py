@@ -15,20 +15,20 @@ be listed, read and named.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http.client
 import random
-import ssl
 import threading
 import time
-import urllib.request
 import xml.etree.ElementTree as ET
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote_plus
+
+import urllib3.exceptions
 
 from deon.errors import DeonError, KeyNotFound, StorageError
 from deon.s3.errors import (
@@ -46,24 +46,38 @@ from deon.s3.errors import (
 from deon.s3.signing import EMPTY_SHA256, Credentials, Signer, uri_path
 
 #: What sending a request or reading its answer can raise; `retryable_exception`
-#: decides which of these another attempt can cure (errors.py).
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (*RETRYABLE_ERRORS, OSError)
+#: decides which of these another attempt can cure (errors.py). urllib3 opens the
+#: connections: NewConnectionError, ConnectTimeoutError (not OSErrors).
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    *RETRYABLE_ERRORS,
+    OSError,
+    urllib3.exceptions.HTTPError,
+)
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a bucket's requests go."""
+    """Where a bucket's requests go, as botocore resolved it (see `client.Storage`).
+
+    `prefix` is the encoded path before the key: "/" (virtual-hosted), "/BUCKET/"
+    (path style), "/s3/BUCKET/" (an endpoint URL with a path). `session` is the
+    botocore HTTP session (urllib3, configured from the user's settings) whose
+    connections carry the requests: proxies, CA bundle, client certificate, timeouts.
+    """
 
     scheme: str
-    host: str  # host[:port], as sent in the Host header
-    region: str
-    path_style: bool
+    host: str  # host[:port] as signed and sent in the Host header (no default port)
+    region: str  # the signing region
+    prefix: str
     bucket: str
+    session: Any = field(default=None, compare=False, repr=False)
 
     def path(self, key: str) -> str:
-        if self.path_style:
-            return uri_path(f"/{self.bucket}/{key}" if key else f"/{self.bucket}/")
-        return uri_path(f"/{key}")
+        return self.prefix + uri_path(key) if key else self.prefix
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}"
 
 
 @dataclass
@@ -93,8 +107,7 @@ class Response:
                     release, self._release = self._release, None
                     release(False)
                 raise ResponseCut(
-                    f"{self.what}: the connection closed {left} bytes before the end of "
-                    "the body"
+                    f"{self.what}: the connection closed {left} bytes before the end of the body"
                 )
             self.close()
         return n
@@ -245,110 +258,124 @@ class _FastResponse(http.client.HTTPResponse):
         return list(self.headers.items())
 
 
+def _connection_classes() -> dict[str, type]:
+    """botocore's connection classes (urllib3's, with Expect: 100-continue) answering
+    through the plain header parser."""
+    from botocore.awsrequest import AWSHTTPConnection, AWSHTTPSConnection
+
+    class _HTTP(AWSHTTPConnection):  # type: ignore[misc]
+        response_class = _FastResponse
+
+    class _HTTPS(AWSHTTPSConnection):  # type: ignore[misc]
+        response_class = _FastResponse
+
+    return {"http": _HTTP, "https": _HTTPS}
+
+
+_CLASSES: dict[str, type] = {}
+#: http.client's own request framing and response reading, on urllib3's connections:
+#: urllib3's versions of these cost ~250 us of CPU a request (its header dict and
+#: response object, the email parser), three times the rest of a HEAD (bench/transport.py).
+_send_request = http.client.HTTPConnection.request
+_get_response = http.client.HTTPConnection.getresponse
+
+
 class _Pool:
-    """Idle keep-alive connections to one host (through a proxy, if configured)."""
+    """Keep-alive connections to one host, made by urllib3 exactly as botocore's HTTP
+    session for this endpoint makes them: through the proxy botocore picked (NO_PROXY,
+    Proxy-Authorization from the proxy URL, TLS to an https:// proxy), with its CA
+    bundle, client certificate, socket options and connect timeout."""
 
-    def __init__(
-        self, scheme: str, host: str, context: ssl.SSLContext | None, timeout: float, size: int
-    ) -> None:
-        self.scheme, self.host, self.context, self.timeout = scheme, host, context, timeout
-        # deque.append/pop are atomic: a lock-free pool of idle connections
-        self.idle: deque[http.client.HTTPConnection] = deque()
-        self.size = size
-        proxies = urllib.request.getproxies()
-        hostname = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-        proxy = proxies.get(scheme)
-        self.proxy = (
-            None
-            if proxy is None or urllib.request.proxy_bypass(hostname)
-            else urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    def __init__(self, ep: Endpoint, connect_timeout: float, read_timeout: float) -> None:
+        from urllib3.util.proxy import connection_requires_http_tunnel
+
+        self.url = ep.url + "/"
+        self.session = ep.session
+        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
+        self.proxy_url: str | None = self.session._proxy_config.proxy_url_for(self.url)
+        self.pool = self._urllib3_pool()
+        proxy = self.pool.proxy
+        self.tunnel = proxy is not None and connection_requires_http_tunnel(
+            proxy, self.pool.proxy_config, ep.scheme
         )
+        #: Plain HTTP through a proxy: the whole URL is the request target, and the
+        #: proxy's own headers (Proxy-Authorization) go with every request.
+        self.absolute_form = proxy is not None and not self.tunnel
+        self.proxy_headers = dict(self.pool.proxy_headers or {}) if self.absolute_form else {}
 
-    @property
-    def absolute_form(self) -> bool:
-        """Plain HTTP through a proxy sends the whole URL as the request target."""
-        return self.proxy is not None and self.scheme == "http"
+    def _urllib3_pool(self) -> Any:
+        session = self.session
+        manager = session._get_connection_manager(self.url, self.proxy_url)
+        pool = manager.connection_from_url(self.url)
+        session._setup_ssl_cert(pool, self.url, session._verify)
+        if not _CLASSES:
+            _CLASSES.update(_connection_classes())
+        pool.ConnectionCls = _CLASSES[pool.scheme]
+        return pool
 
-    def get(self) -> http.client.HTTPConnection:
-        try:
-            return self.idle.pop()
-        except IndexError:
-            pass
-        conn = self._new()
-        conn.response_class = _FastResponse
+    def get(self) -> Any:
+        if self.pool.pool is None:  # closed: urllib3's manager keeps at most 10 pools
+            self.pool = self._urllib3_pool()
+        conn = self.pool._get_conn()
+        if conn.sock is None:
+            conn.timeout = self.connect_timeout
+            if self.tunnel:
+                self.pool._prepare_proxy(conn)  # CONNECT, through TLS to an https proxy
         return conn
 
-    def _new(self) -> http.client.HTTPConnection:
-        if self.proxy is not None:
-            phost, pport = self.proxy.hostname or "", self.proxy.port or 8080
-            if self.scheme == "https":
-                conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                    phost, pport, timeout=self.timeout, context=self.context
-                )
-                conn.set_tunnel(self.host)
-                return conn
-            return http.client.HTTPConnection(phost, pport, timeout=self.timeout)
-        if self.scheme == "https":
-            return http.client.HTTPSConnection(
-                self.host, timeout=self.timeout, context=self.context
-            )
-        return http.client.HTTPConnection(self.host, timeout=self.timeout)
+    def put(self, conn: Any) -> None:
+        self.pool._put_conn(conn)
 
-    def put(self, conn: http.client.HTTPConnection) -> None:
-        if len(self.idle) < self.size:
-            self.idle.append(conn)
-        else:
-            conn.close()
+    def discard(self, conn: Any) -> None:
+        conn.close()
+        self.pool._put_conn(conn)  # urllib3 reconnects a closed connection when reused
 
 
 class S3Http:
     """Signed S3 requests over pooled keep-alive connections, with retries.
 
     Args:
-        credentials: returns current credentials (botocore refreshes them).
+        credentials: returns current credentials (botocore refreshes them); None sends
+            requests unsigned (--no-sign-request).
         endpoint: returns the Endpoint of a bucket.
-        max_attempts: attempts per request for throttling, 5xx and connection errors.
-        pool_size: idle connections kept per host (set it to the thread count).
-        ca_bundle: a CA bundle for HTTPS (AWS_CA_BUNDLE), else the system's.
+        max_attempts: attempts per request for throttling, 5xx and connection errors
+            (botocore's resolved `max_attempts`).
+        connect_timeout, read_timeout: seconds, as botocore's client config has them.
+        headers: sent (and signed) with every request (x-amz-request-payer).
     """
 
     def __init__(
         self,
-        credentials: Callable[[], Credentials],
+        credentials: Callable[[], Credentials] | None,
         endpoint: Callable[[str], Endpoint],
         *,
         max_attempts: int = 10,
-        pool_size: int = 32,
         connect_timeout: float = 10,
         read_timeout: float = 60,
-        ca_bundle: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.credentials = credentials
         self.endpoint = endpoint
         self.max_attempts = max(1, max_attempts)
-        self.pool_size = pool_size
         self.timeout = read_timeout
         self.connect_timeout = connect_timeout
-        self.ca_bundle = ca_bundle
-        self._pools: dict[tuple[str, str], _Pool] = {}
+        self.headers = dict(headers or {})
+        self._pools: dict[tuple[str, str, int], _Pool] = {}
         self._signers: dict[str, Signer] = {}
         self._lock = threading.Lock()
-        self._context: ssl.SSLContext | None = None
         #: when throttled, no thread sends before this time (time.monotonic())
         self._pause_until = 0.0
 
     # -- plumbing -------------------------------------------------------------------
 
     def _pool(self, ep: Endpoint) -> _Pool:
-        key = (ep.scheme, ep.host)
+        key = (ep.scheme, ep.host, id(ep.session))
         pool = self._pools.get(key)
         if pool is None:
             with self._lock:
                 pool = self._pools.get(key)
                 if pool is None:
-                    if ep.scheme == "https" and self._context is None:
-                        self._context = ssl.create_default_context(cafile=self.ca_bundle)
-                    pool = _Pool(ep.scheme, ep.host, self._context, self.timeout, self.pool_size)
+                    pool = _Pool(ep, self.connect_timeout, self.timeout)
                     self._pools[key] = pool
         return pool
 
@@ -381,6 +408,9 @@ class S3Http:
         an S3 <Error> document is an error, retried as a 500 (S3 sends these once it has
         answered 200, e.g. to CompleteMultipartUpload; botocore does the same), and a
         body that is not XML is retried, then reported in one line.
+        A PUT with a body asks `Expect: 100-continue`, so that a refusal (access
+        denied, an expired token) arrives before the body is sent, and is reported
+        as what it is.
         """
         ep = self.endpoint(bucket)
         pool = self._pool(ep)
@@ -388,53 +418,73 @@ class S3Http:
         query = dict(query or {})
         target = path + ("?" + _query(query) if query else "")
         if pool.absolute_form:
-            target = f"{ep.scheme}://{ep.host}{target}"
+            target = ep.url + target
         payload = payload_sha256 or (EMPTY_SHA256 if not body else None)
         if payload is None:
             import hashlib
 
             payload = hashlib.sha256(body).hexdigest()  # type: ignore[arg-type]
+        given = {**self.headers, **(headers or {})}
+        expect = method == "PUT" and bool(body)
         attempt = 0
         while True:
             attempt += 1
             pause = self._pause_until - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
-            signed = self._signer(ep.region).sign(
-                self.credentials(), method, ep.host, path, query, dict(headers or {}), payload
-            )
-            conn = pool.get()
+            if self.credentials is None:
+                sent = dict(given)
+            else:
+                sent = self._signer(ep.region).sign(
+                    self.credentials(), method, ep.host, path, query, dict(given), payload
+                )
+            sent["Host"] = ep.host
+            sent.update(pool.proxy_headers)
+            conn = None
             try:
-                conn.timeout = self.timeout
-                conn.request(method, target, body=body, headers=signed)
-                raw = conn.getresponse()
+                conn = pool.get()
+                if expect:
+                    # botocore's connection (AWSConnection) sends the headers, waits up
+                    # to 1 s for "100 Continue", and sends no body after a final answer.
+                    sent["Expect"] = b"100-continue"  # type: ignore[assignment]
+                    # A server that answered and closed early: read its answer.
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                        conn.request(method, target, body=body, headers=sent)
+                else:
+                    _send_request(conn, method, target, body=body, headers=sent)
+                conn.sock.settimeout(self.timeout)
+                raw = _get_response(conn)
             except CONNECTION_ERRORS as e:
-                conn.close()
-                if attempt < self.max_attempts and retryable_exception(e):
+                if conn is not None:
+                    pool.discard(conn)
+                if attempt < self.max_attempts and _worth_retrying(e):
                     self._backoff(attempt)
                     continue
-                raise translate_connection_error(e, what, f"{ep.scheme}://{ep.host}") from e
+                raise translate_connection_error(e, what, _where(ep, pool)) from e
+            # After an answer to the headers alone, the body was never sent: the
+            # connection is out of step and must not be reused.
+            early = bool(getattr(conn, "_response_received", False))
             resp_headers = {k.lower(): v for k, v in raw.getheaders()}
             status = raw.status
-            if status in ok:
+            if status in ok and not early:
                 if stream and method != "HEAD":
 
                     def release(finished: bool, conn: Any = conn, raw: Any = raw) -> None:
                         if finished and not raw.will_close:
                             pool.put(conn)
                         else:
-                            conn.close()
+                            pool.discard(conn)
 
                     return Response(status, resp_headers, b"", raw, release, what)
                 try:
                     data = raw.read()
                 except CONNECTION_ERRORS as e:
-                    conn.close()
+                    pool.discard(conn)
                     if attempt < self.max_attempts:
                         self._backoff(attempt)
                         continue
                     raise StorageError(f"{what}: connection broke: {e}") from e
-                (conn.close() if raw.will_close else pool.put(conn))
+                (pool.discard(conn) if raw.will_close else pool.put(conn))
                 if not xml:
                     return Response(status, resp_headers, data, what=what)
                 fields = error_document(data)
@@ -455,7 +505,7 @@ class S3Http:
                     data = raw.read()
                 except CONNECTION_ERRORS:
                     data = b""
-                (conn.close() if raw.will_close else pool.put(conn))
+                (pool.discard(conn) if raw.will_close or early else pool.put(conn))
                 fields = error_fields(data, status)
             code, message = fields.get("Code", str(status)), fields.get("Message", "")
             if retryable(status, code) and attempt < self.max_attempts:
@@ -547,6 +597,21 @@ class S3Http:
         if truncated and not next_token:
             raise StorageError(f"{where}: truncated listing without a token")
         return items, (next_token if truncated else None)
+
+
+def _worth_retrying(e: BaseException) -> bool:
+    """errors.retryable_exception, for urllib3's connection errors too (a refused
+    certificate or a refusing proxy stays final)."""
+    if isinstance(e, urllib3.exceptions.HTTPError):
+        return not getattr(translate_connection_error(e, "", ""), "fatal", False)
+    return retryable_exception(e)
+
+
+def _where(ep: Endpoint, pool: _Pool) -> str:
+    """The endpoint, and the proxy when one carries the request (without credentials)."""
+    from deon.s3.client import safe_url
+
+    return ep.url + (f" through the proxy {safe_url(pool.proxy_url)}" if pool.proxy_url else "")
 
 
 def _key(encoded: str) -> str:
