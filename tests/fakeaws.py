@@ -745,6 +745,13 @@ class FakeAWS:
             if k not in HOP_HEADERS and k not in ("host", "expect")
         }
         headers["host"] = f"{self.upstream[0]}:{self.upstream[1]}"
+        if "authorization" not in headers:
+            # A public bucket: moto refuses anonymous reads of private objects, so the
+            # fake (which has served the request) asks moto as the bucket's owner.
+            headers["authorization"] = (
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, "
+                "SignedHeaders=host, Signature=0"
+            )
         if rec.headers.get("transfer-encoding", "").lower() == "chunked":
             headers["content-length"] = str(len(body))
         conn = http.client.HTTPConnection(*self.upstream, timeout=60)
