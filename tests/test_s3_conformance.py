@@ -433,3 +433,27 @@ def test_a_wrong_region_is_one_line_naming_the_region(
     e = translate_error(status, fields["Code"], fields["Message"], "s3://far/k", "far", h, fields)
     assert e.fatal and e.exit_status == 2
     assert "bucket far is in region eu-west-1: set AWS_DEFAULT_REGION=eu-west-1" in str(e)
+
+
+@pytest.mark.parametrize(
+    "args, reference",
+    [
+        (["buckets"], lambda s3: s3.list_buckets()),
+        (["metadata", "down", "s3://lab/p/"], lambda s3: s3.list_objects_v2(Bucket="lab")),
+    ],
+)
+def test_an_expired_token_stops_every_command_in_one_line(
+    fakeaws: Any, monkeypatch: pytest.MonkeyPatch, args: list[str], reference: Any
+) -> None:
+    """Bucket-level calls (botocore's) and the mirror (deon's transport) read the same
+    table."""
+    fakeaws.put("lab", "p/a.bin", b"a")
+    fakeaws.quirks.expired_tokens.add("old")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "old")
+    ref, r, ours = twice(fakeaws, lambda: reference(boto3_s3()), args)
+    assert r.reference_error.response["Error"]["Code"] == "ExpiredToken"
+    assert r.returncode == 2, r.stderr
+    line = one_error_line(r.stderr)
+    assert "session token has expired (ExpiredToken)" in line, line
+    assert_not_retried(ours)
+    assert {host for host, _ in wire(ours)} <= {"s3.amazonaws.com", "lab.s3.amazonaws.com"}
