@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Union
 
-from deon.errors import ConfigError
+from deon.errors import ConfigError, DeonWarning, WarningCode
 
 # Every environment variable deon reads (dvc/env.py style).
 ENV_CATALOG = "DEON_CATALOG"
@@ -157,7 +157,12 @@ def _check_table(
         if rule is None:
             close = difflib.get_close_matches(key, list(schema), n=1)
             hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
-            warnings.append(f"config file {path}: unknown key {name} ignored{hint}")
+            warnings.append(
+                DeonWarning(
+                    WarningCode.CONFIG_UNKNOWN_KEY,
+                    f"config file {path}: unknown key {name} ignored{hint}",
+                )
+            )
         elif isinstance(rule, Mapping):
             if not isinstance(value, dict):
                 command = name.replace(".", " ")

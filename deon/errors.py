@@ -96,6 +96,20 @@ class WarningCode(str, Enum):
 
     #: files that are not HDF5 went up without metadata (one summary per `up`)
     NOT_HDF5_SUMMARY = "not-hdf5-summary"
+    #: past the cap on metadata columns: a key is kept only in the metadata column
+    COLUMN_CAP = "column-cap"
+    #: a metadata key of higher rank took a column's name; the other key moved
+    COLUMN_RENAMED = "column-renamed"
+    #: a metadata key is stored under a suffixed column name (its plain name is taken)
+    COLUMN_SUFFIXED = "column-suffixed"
+    #: the config file holds a key deon does not know (ignored)
+    CONFIG_UNKNOWN_KEY = "config-unknown-key"
+    #: an object's sha256 header is malformed (ignored)
+    MALFORMED_SHA256 = "malformed-sha256"
+    #: a published snapshot was not used, or was found to disagree with the objects
+    SNAPSHOT_UNUSED = "snapshot-unused"
+    #: a source is now mirrored from another endpoint than before
+    ENDPOINT_MOVED = "endpoint-moved"
     #: any other warning (its text says what)
     OTHER = "other"
 

@@ -19,6 +19,7 @@ FakeAWS(moto_host, moto_port)   .start() / .stop() / .reset()
   .add_base(host, region="us-east-1", prefix="")   a custom endpoint host (path-style,
                          and BUCKET.host virtual-hosted), with a path prefix (`/s3`)
   .credentials           {access key: secret}; other keys get 403 InvalidAccessKeyId
+  .tls_failures          TLS handshakes that failed (clients refusing the certificate)
   .requests              every request received: `Record`s (method, host, path, query,
                          params, headers, body_len, bucket, key, style, scope_region,
                          signed, signature_ok, signature_error, status, answered_by,
@@ -233,6 +234,8 @@ class FakeAWS:
         self._once: list[_Once] = []
         self.lock = threading.Lock()
         self.monkeypatch: Any = None
+        #: TLS handshakes that failed (a client that refused the certificate)
+        self.tls_failures = 0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -243,9 +246,14 @@ class FakeAWS:
             def setup(self) -> None:
                 if getattr(self.server, "tls_context", None) is not None:
                     self.request.settimeout(30)
-                    self.request = self.server.tls_context.wrap_socket(  # type: ignore[attr-defined]
-                        self.request, server_side=True
-                    )
+                    try:
+                        self.request = self.server.tls_context.wrap_socket(  # type: ignore[attr-defined]
+                            self.request, server_side=True
+                        )
+                    except (OSError, ssl.SSLError):
+                        with fake.lock:
+                            fake.tls_failures += 1
+                        raise
                 super().setup()
 
             def log_message(self, *args: object) -> None:
@@ -277,6 +285,7 @@ class FakeAWS:
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         server.tls_context = context  # type: ignore[attr-defined]
+        server.handle_error = lambda *args: None  # type: ignore[method-assign]
         return server
 
     # -- lifecycle and set-up ------------------------------------------------------------
@@ -295,6 +304,7 @@ class FakeAWS:
         """Forget requests, quirks, buckets and custom bases (moto is reset separately)."""
         with self.lock:
             self.requests.clear()
+            self.tls_failures = 0
             self.quirks = Quirks()
             self._once.clear()
             self.bucket_regions.clear()
@@ -474,6 +484,12 @@ class FakeAWS:
 
     def _expect_100(self, h: BaseHTTPRequestHandler) -> bool:
         rec = self._record(h)
+        error = self._check(rec, None)  # S3 refuses before the body, as it would after
+        if error is not None:
+            rec.answered_by = "before_body"
+            status, payload, extra = error
+            self._send(h, rec, status, payload, headers=extra, close=True)
+            return False
         once = self._take(rec, ("early",))
         if once is not None:
             rec.answered_by = "early_reply"
@@ -540,9 +556,10 @@ class FakeAWS:
         rec.body_len = len(body)
         return body
 
-    def _check(self, rec: Record, body: bytes) -> tuple[int, bytes, dict[str, str]] | None:
+    def _check(self, rec: Record, body: bytes | None) -> tuple[int, bytes, dict[str, str]] | None:
         """What S3 would refuse before touching the bucket: credentials, clock,
-        signature, payload hash, region. None when the request may go on."""
+        signature, payload hash (unless the body is still to come: None), region. None
+        when the request may go on."""
         q = self.quirks
         auth = rec.headers.get("authorization")
         server_now = time.time() + q.clock_offset
@@ -614,7 +631,11 @@ class FakeAWS:
                     {},
                 )
             claimed = rec.headers.get("x-amz-content-sha256", "")
-            if len(claimed) == 64 and hashlib.sha256(body).hexdigest() != claimed:
+            if (
+                body is not None
+                and len(claimed) == 64
+                and hashlib.sha256(body).hexdigest() != claimed
+            ):
                 return (
                     400,
                     error_xml(
@@ -724,6 +745,13 @@ class FakeAWS:
             if k not in HOP_HEADERS and k not in ("host", "expect")
         }
         headers["host"] = f"{self.upstream[0]}:{self.upstream[1]}"
+        if "authorization" not in headers:
+            # A public bucket: moto refuses anonymous reads of private objects, so the
+            # fake (which has served the request) asks moto as the bucket's owner.
+            headers["authorization"] = (
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/s3/aws4_request, "
+                "SignedHeaders=host, Signature=0"
+            )
         if rec.headers.get("transfer-encoding", "").lower() == "chunked":
             headers["content-length"] = str(len(body))
         conn = http.client.HTTPConnection(*self.upstream, timeout=60)

@@ -32,7 +32,7 @@ from deon.catalog.models import (
 from deon.catalog.models import (
     FIXED_ORDER as _FIXED_ORDER,
 )
-from deon.errors import CatalogError, UsageError
+from deon.errors import CatalogError, DeonWarning, UsageError, WarningCode
 
 #: Metadata columns beyond this many are kept only in the `metadata` JSON column
 #: (SQLite allows 2000 columns per table, PostgreSQL 1600).
@@ -434,8 +434,11 @@ class Catalog:
             if col is None:
                 if len(by_path) >= MAX_META_COLUMNS:
                     warnings.append(
-                        f"more than {MAX_META_COLUMNS} metadata keys: {fl.shown(path)} is kept "
-                        "only in the metadata column"
+                        DeonWarning(
+                            WarningCode.COLUMN_CAP,
+                            f"more than {MAX_META_COLUMNS} metadata keys: {fl.shown(path)} is "
+                            "kept only in the metadata column",
+                        )
                     )
                     continue
                 name = fl.wished_name(path, fixed)
@@ -464,14 +467,20 @@ class Catalog:
                     )
                     del holder[name]
                     warnings.append(
-                        f"column {name!r} now holds metadata key {fl.shown(path)!r}; "
-                        f"{fl.shown(other.path)!r} moved to column {moved!r}"
+                        DeonWarning(
+                            WarningCode.COLUMN_RENAMED,
+                            f"column {name!r} now holds metadata key {fl.shown(path)!r}; "
+                            f"{fl.shown(other.path)!r} moved to column {moved!r}",
+                        )
                     )
                 if name in holder:
                     name = fl.suffixed_name(path, holder, fixed)
                     warnings.append(
-                        f"metadata key {fl.shown(path)!r} is stored in column {name!r} "
-                        "(its plain name is taken)"
+                        DeonWarning(
+                            WarningCode.COLUMN_SUFFIXED,
+                            f"metadata key {fl.shown(path)!r} is stored in column {name!r} "
+                            "(its plain name is taken)",
+                        )
                     )
                 conn.execute(
                     meta_columns.insert().values(name=name, path=pk, kind=kind, added_at=now)

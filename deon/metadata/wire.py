@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
-from deon.errors import MetadataError
+from deon.errors import DeonWarning, MetadataError, WarningCode
 
 HEADER_PREFIX = "x-amz-meta-"
 META_KEY = "deon-meta"
@@ -224,7 +224,9 @@ def decode(metadata: Mapping[str, str]) -> Decoded:
         if _SHA256_RE.fullmatch(sha.strip()):
             result.sha256 = sha.strip().lower()
         else:
-            result.warnings.append(f"ignored malformed {SHA256_KEY} header")
+            result.warnings.append(
+                DeonWarning(WarningCode.MALFORMED_SHA256, f"ignored malformed {SHA256_KEY} header")
+            )
     try:
         if META_KEY in lowered:
             _decode_deon(_unfold(lowered[META_KEY]), result)

@@ -86,6 +86,8 @@ class _Sidecars:
         try:
             body = self.storage.get_bytes(bucket, ref.key, ref.size)
         except DeonError as e:
+            if e.fatal:
+                raise
             raise MetadataError(f"metadata sidecar {ref.key}: {e}") from e
         doc = meta.resolve_sidecar(ref, body)
         with self.lock:

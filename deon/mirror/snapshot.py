@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from deon.errors import DeonError, KeyNotFound, MetadataError
+from deon.errors import DeonError, DeonWarning, KeyNotFound, MetadataError, WarningCode
 from deon.uri import RESERVED_SEGMENT
 
 SNAPSHOT_NAME = f"{RESERVED_SEGMENT}/snapshot.jsonl.gz"
@@ -175,12 +175,20 @@ class Snapshots:
             except KeyNotFound:
                 continue
             except DeonError as e:
-                self.warnings.append(f"s3://{self.bucket}/{key}: not used ({e})")
+                self.warnings.append(
+                    DeonWarning(
+                        WarningCode.SNAPSHOT_UNUSED, f"s3://{self.bucket}/{key}: not used ({e})"
+                    )
+                )
                 continue
             try:
                 self.entries.update(parse(data, self.bucket, self.prefix))
             except MetadataError as e:
-                self.warnings.append(f"s3://{self.bucket}/{key}: not used ({e})")
+                self.warnings.append(
+                    DeonWarning(
+                        WarningCode.SNAPSHOT_UNUSED, f"s3://{self.bucket}/{key}: not used ({e})"
+                    )
+                )
 
     def lookup(self, key: str, etag: str, last_modified: dt.datetime) -> Entry | None:
         """The entry for an object if it describes exactly the listed version."""
@@ -206,8 +214,11 @@ class Snapshots:
         if self.trusted:
             self.trusted = False
             self.warnings.append(
-                f"snapshot of s3://{self.bucket}/{self.prefix} disagrees with the "
-                f"objects ({why}); HEADing everything it supplied"
+                DeonWarning(
+                    WarningCode.SNAPSHOT_UNUSED,
+                    f"snapshot of s3://{self.bucket}/{self.prefix} disagrees with the "
+                    f"objects ({why}); HEADing everything it supplied",
+                )
             )
         used, self.used = self.used, []
         return used

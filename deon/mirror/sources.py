@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from deon.errors import DeonWarning, WarningCode
 from deon.s3.client import safe_url
 from deon.uri import S3Address
 
@@ -64,7 +65,12 @@ def plan(targets: Sequence[S3Address], sources: Sequence[Any], endpoint: str | N
             continue
         first, where = clashes[0], clashes[0].endpoint_url or "AWS"
         if targets and len(clashes) == 1 and first.prefix == t.prefix:
-            out.warnings.append(f"{uri}: mirrored from {where} until now, from {shown} from now on")
+            out.warnings.append(
+                DeonWarning(
+                    WarningCode.ENDPOINT_MOVED,
+                    f"{uri}: mirrored from {where} until now, from {shown} from now on",
+                )
+            )
             out.addresses.append(t)
         elif first.prefix == t.prefix:
             hint = (

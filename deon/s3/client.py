@@ -323,6 +323,10 @@ class Storage:
             raise ConfigError(f"bad endpoint URL {safe_url(self.endpoint_url)!r}: {e}") from e
         except bex.BotoCoreError as e:
             raise ConfigError(f"cannot configure S3 access: {e}") from e
+        from deon.s3.errors import botocore_retry_veto
+
+        # The same rule as the lean transport: no retry where it cannot help.
+        client.meta.events.register_first("needs-retry.s3", botocore_retry_veto)
         client.meta.events.register("before-sign.s3", self._before_sign)
         client.meta.events.register_first("before-send.s3", self._before_send)
         if self.request_payer:
@@ -434,10 +438,15 @@ class Storage:
         except bex.ClientError as e:
             headers = e.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            # Without ListBucket (a public dataset read anonymously, a write-only
-            # uploader) HeadBucket is refused: the object requests will tell.
-            if "x-amz-bucket-region" not in headers and status != 403:
-                raise translate_client_error(e, f"s3://{bucket}", bucket) from e
+            if "x-amz-bucket-region" not in headers:
+                if status != 403:
+                    raise self._diagnose_head_bucket(e, bucket) from e
+                # Without ListBucket (a public dataset read anonymously, a write-only
+                # uploader) HeadBucket is refused: the object requests will tell —
+                # unless the refusal already names its cause (the clock, by its Date).
+                refused = translate_client_error(e, f"s3://{bucket}", bucket)
+                if refused.fatal:
+                    raise refused from e
         except bex.NoCredentialsError as e:
             raise ConfigError(NO_CREDENTIALS) from e
         except (bex.ConnectionError, bex.HTTPClientError) as e:
@@ -445,6 +454,25 @@ class Storage:
         except bex.BotoCoreError as e:
             raise _botocore_error(e, f"s3://{bucket}", self) from e
         return str(headers.get("x-amz-bucket-region") or self.client.meta.region_name)
+
+    def _diagnose_head_bucket(self, e: Any, bucket: str) -> DeonError:
+        """A HeadBucket refused without a body (400, 403) cannot say why: an expired
+        token, an unknown key id and a denied request look alike. One GET of the same
+        bucket (a listing of no keys) brings S3's error document."""
+        import botocore.exceptions as bex
+
+        from deon.s3.errors import diagnosable, translate_client_error
+
+        first = translate_client_error(e, f"s3://{bucket}", bucket)
+        if first.fatal or not diagnosable(e.response):
+            return first
+        try:
+            self.client.list_objects_v2(Bucket=bucket, MaxKeys=0)
+        except bex.ClientError as again:
+            return translate_client_error(again, f"s3://{bucket}", bucket)
+        except bex.BotoCoreError:
+            pass
+        return first
 
     def _regional_client(self, region: str) -> Any:
         if region == (self.client.meta.region_name or ""):

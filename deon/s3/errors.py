@@ -94,6 +94,41 @@ def retryable_exception(e: BaseException) -> bool:
     return isinstance(e, (*RETRYABLE_ERRORS, OSError))
 
 
+#: Error codes no retry can cure: the credentials, this machine's clock, the region.
+FUTILE_CODES = frozenset(
+    {
+        "RequestTimeTooSkewed",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "InvalidToken",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AuthorizationHeaderMalformed",
+        "PermanentRedirect",
+    }
+)
+
+
+def botocore_retry_veto(
+    caught_exception: BaseException | None = None, response: Any = None, **kwargs: Any
+) -> bool | None:
+    """A `needs-retry.s3` handler, registered first on deon's botocore clients: False
+    (no retry) for what retrying cannot help — a refused certificate, a refusing proxy,
+    expired credentials, a wrong clock — which botocore's standard mode would retry up
+    to max_attempts times (35 s for a certificate); None leaves the decision to
+    botocore. botocore takes the first answer that is not None."""
+    if caught_exception is not None:
+        return None if retryable_exception(caught_exception) else False
+    if response is not None:
+        try:
+            code = response[1].get("Error", {}).get("Code", "")
+        except (AttributeError, IndexError, TypeError):
+            return None
+        if code in FUTILE_CODES:
+            return False
+    return None
+
+
 # -- reading S3's error documents ---------------------------------------------------------
 
 
@@ -194,7 +229,10 @@ def translate_error(
             "the secret key belongs to the access key id (AWS_SECRET_ACCESS_KEY or the "
             "profile's aws_secret_access_key)"
         )
-    if code == "RequestTimeTooSkewed":
+    if code == "RequestTimeTooSkewed" or (
+        status == 403 and code in ("403", "AccessDenied") and _skewed(headers)
+    ):
+        # A HEAD's 403 has no body to name the cause: the server's Date tells.
         return _fatal(f"{what}: {clock_message(headers, fields)}")
     if status in (301, 307) or code in (
         "PermanentRedirect",
@@ -231,6 +269,14 @@ def translate_error(
     if code == "InvalidBucketName":
         return AddressError(f"invalid bucket name in {what}")
     return StorageError(f"{what}: {code or status}: {message}".rstrip(": "))
+
+
+def diagnosable(response: Mapping[str, Any]) -> bool:
+    """Whether a botocore error response is a body-less 400/403 (a HEAD's), whose cause
+    only a GET of the same resource can tell."""
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = str(response.get("Error", {}).get("Code", ""))
+    return status in (400, 403) and code in ("400", "403", "BadRequest", "Forbidden")
 
 
 def translate_client_error(e: Any, what: str, bucket: str | None) -> DeonError:
@@ -324,22 +370,41 @@ def _fatal(message: str) -> ConfigError:
 # -- clocks ---------------------------------------------------------------------------------
 
 
+def clock_offset(headers: Mapping[str, str]) -> float | None:
+    """How far the server's clock (its Date header) is ahead of this machine's, in
+    seconds."""
+    import email.utils
+
+    try:
+        server = email.utils.parsedate_to_datetime(headers.get("date") or "")
+    except (TypeError, ValueError):
+        return None
+    if server.tzinfo is None:
+        server = server.replace(tzinfo=timezone.utc)
+    return (server - datetime.now(timezone.utc)).total_seconds()
+
+
+def _skewed(headers: Mapping[str, str]) -> bool:
+    offset = clock_offset(headers)
+    return offset is not None and abs(offset) > MAX_SKEW
+
+
+#: S3 refuses requests signed more than 15 minutes from its own time.
+MAX_SKEW = 15 * 60
+
+
 def clock_message(headers: Mapping[str, str], fields: Mapping[str, str]) -> str:
     """RequestTimeTooSkewed, said as what to do: by how much this machine's clock is off
     (the server's Date against the clock now, else the error's ServerTime against its
     RequestTime)."""
-    from deon.s3.transport import parse_http_date, parse_iso_date
-
-    offset: float | None = None
-    server = parse_http_date(headers.get("date"))
-    if server is not None:
-        offset = (server - datetime.now(timezone.utc)).total_seconds()
-    elif fields.get("ServerTime") and fields.get("RequestTime"):
+    offset = clock_offset(headers)
+    if offset is None and fields.get("ServerTime") and fields.get("RequestTime"):
         try:
             sent = datetime.strptime(fields["RequestTime"], "%Y%m%dT%H%M%SZ").replace(
                 tzinfo=timezone.utc
             )
-            offset = (parse_iso_date(fields["ServerTime"]) - sent).total_seconds()
+            server = datetime.fromisoformat(fields["ServerTime"].replace("Z", "+00:00"))
+            offset = (server - sent).total_seconds()
         except ValueError:
             offset = None
     fix = "set it right (enable NTP: `sudo timedatectl set-ntp true`) and try again"

@@ -31,7 +31,7 @@ from urllib.parse import unquote_plus
 
 import urllib3.exceptions
 
-from deon.errors import StorageError
+from deon.errors import DeonError, KeyNotFound, StorageError
 from deon.s3.errors import (
     RETRYABLE_ERRORS,
     ResponseCut,
@@ -533,7 +533,30 @@ class S3Http:
                     )
                 self._backoff(attempt, throttled=throttled(status, code))
                 continue
-            raise translate_error(raw.status, code, message, what, bucket, resp_headers, fields)
+            error = translate_error(raw.status, code, message, what, bucket, resp_headers, fields)
+            if method == "HEAD" and status in (400, 403) and not data and not error.fatal:
+                raise self._diagnose(bucket, key, what, query, headers, error)
+            raise error
+
+    def _diagnose(
+        self,
+        bucket: str,
+        key: str,
+        what: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str] | None,
+        error: DeonError,
+    ) -> DeonError:
+        """A HEAD refused without a body (400, 403) cannot say why: an expired token, an
+        unknown key id and a denied read look alike. One GET of the first byte brings
+        S3's error document; if it is refused the same way, its error is the one."""
+        get_headers = {k: v for k, v in (headers or {}).items() if k.lower() != "range"}
+        get_headers["range"] = "bytes=0-0"
+        try:
+            self.request("GET", bucket, key, what, query=query, headers=get_headers)
+        except DeonError as e:
+            return e if type(e) is not KeyNotFound else error
+        return error
 
     def _backoff(self, attempt: int, throttled: bool = False) -> None:
         # Exponential backoff with full jitter, as botocore's standard mode; throttling
