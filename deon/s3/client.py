@@ -1,12 +1,15 @@
-"""S3 access: the one module that imports boto3.
+"""S3 access: where requests go and how they are carried is botocore's to decide.
 
 boto3/botocore provide what users already configure — the credential chain (env,
-profiles, SSO, roles), regions and endpoints — and the bucket-level calls, each through
-`Storage._call`, which turns botocore's exceptions into deon errors (keeping the boto
-error as `__cause__`). Object requests, which deon sends by the thousand, go through
-the lean client in s3http.py with the same credentials. Both retry throttling (503
-SlowDown), 5xx and connection errors with exponential backoff; a body that breaks
-while streaming is retried by the transfer engine, which knows how far it got.
+profiles, SSO, roles), regions, endpoints, proxies, TLS, timeouts and retries — and the
+bucket-level calls, each through `Storage._call`, which turns botocore's exceptions into
+deon errors (keeping the boto error as `__cause__`). Object requests, which deon sends
+by the thousand, go through the lean client in transport.py: to the URL and signing
+region botocore's client prepares for the bucket (`Storage._endpoint`), over the
+connections botocore's HTTP session makes, with the same credentials. Both retry
+throttling (503 SlowDown), 5xx and connection errors with exponential backoff; a body
+that breaks while streaming is retried by the transfer engine, which knows how far it
+got.
 """
 
 from __future__ import annotations

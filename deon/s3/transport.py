@@ -1,13 +1,20 @@
 """A lean S3 client for the object operations deon does in bulk: LIST, HEAD, GET, PUT and
 multipart uploads.
 
-Why not boto3 for these: its request pipeline costs ~0.7 ms of CPU per request; on
-two cores that caps a metadata mirror near 1,000 objects/s and transfers well below
-the peers'. Why not obstore (object_store): its listing fails outright on a key with a
-`..` segment, which any colleague can create, it cannot address keys with empty or
-dot segments, and it exposes neither SSE headers nor Content-MD5. This module is
-http.client plus SigV4 (sigv4.py); credentials, region and endpoint resolution stay
-with botocore (storage.py). Measurements are in bench/RESULTS.md and the issue note.
+Why not boto3 for these: its request pipeline costs ~1.5 ms of CPU per request (~8x
+this client's; `python bench/transport.py`); on two cores that caps a metadata mirror
+near 1,000 objects/s. Why not obstore (object_store): its listing fails outright on a
+key with a `..` segment, which any colleague can create, it cannot address keys with
+empty or dot segments, and it exposes neither SSE headers nor Content-MD5.
+
+What this module does not decide: where a request goes (the Endpoint botocore resolved,
+see client.Storage._endpoint) and how it is carried. Connections are made by urllib3
+exactly as botocore's HTTP session for that endpoint makes them (proxy with its
+credentials, https:// proxies, NO_PROXY, CA bundle, client certificate, socket options,
+connect timeout), on botocore's connection classes (Expect: 100-continue). This module
+only frames the requests (http.client), signs them (signing.py) and parses the answers
+with a plain header parser: urllib3's own request/response path costs ~250 us of CPU a
+request more (bench/transport.py measures each way).
 
 Keys are sent literally: no path normalisation, so every key a bucket can hold can
 be listed, read and named.
