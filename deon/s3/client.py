@@ -225,6 +225,7 @@ class Storage:
         self._part_checksums: dict[tuple[str, int], str] = {}
         self._capture = threading.local()
         self._lock = threading.RLock()
+        self._resolving = threading.Lock()
 
     # -- what botocore provides -------------------------------------------------------
 
@@ -385,13 +386,21 @@ class Storage:
         every endpoint setting botocore knows is honoured: AWS_ENDPOINT_URL_S3,
         `[services]`, addressing_style, use_accelerate_endpoint, dualstack, FIPS, a
         path in the endpoint URL."""
+        ep = self._endpoints.get(bucket)
+        if ep is not None:
+            return ep
+        with self._resolving:  # once per bucket, however many threads ask at first
+            ep = self._endpoints.get(bucket)
+            if ep is None:
+                ep = self._resolve(bucket)
+                self._endpoints[bucket] = ep
+            return ep
+
+    def _resolve(self, bucket: str) -> Any:
         from urllib.parse import urlsplit
 
         from deon.s3.transport import Endpoint
 
-        ep = self._endpoints.get(bucket)
-        if ep is not None:
-            return ep
         client = self._regional_client(self._bucket_region(bucket))
         probe: dict[str, Any] = {}
         self._capture.probe = probe
@@ -426,8 +435,6 @@ class Storage:
             bucket,
             client._endpoint.http_session,
         )
-        with self._lock:
-            self._endpoints[bucket] = ep
         return ep
 
     def _bucket_region(self, bucket: str) -> str:
