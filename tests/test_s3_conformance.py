@@ -457,3 +457,26 @@ def test_an_expired_token_stops_every_command_in_one_line(
     assert "session token has expired (ExpiredToken)" in line, line
     assert_not_retried(ours)
     assert {host for host, _ in wire(ours)} <= {"s3.amazonaws.com", "lab.s3.amazonaws.com"}
+
+
+@pytest.mark.parametrize("answer", [None, "301", "400", "307"])
+def test_a_bucket_in_another_region_is_found_as_boto3_finds_it(
+    fakeaws: Any, tmp_path: Path, answer: str | None
+) -> None:
+    """Under each of S3's region answers (AWS's own mix, 301, 400, 307) deon reads the
+    object from the bucket's regional endpoint, as boto3 does."""
+    fakeaws.create_bucket("far", "eu-west-1")
+    fakeaws.put("far", "d/k.bin", b"far away")
+    fakeaws.quirks.region_answer = answer
+    ref, r, ours = twice(
+        fakeaws,
+        lambda: boto3_s3().get_object(Bucket="far", Key="d/k.bin")["Body"].read(),
+        ["down", "s3://far/d/", str(tmp_path / "out")],
+    )
+    assert r.reference_error is None
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "k.bin").read_bytes() == b"far away"
+    served = {("far.s3.eu-west-1.amazonaws.com", "/d/k.bin")}
+    assert {(x.host, x.path) for x in ref if x.kind == "GET" and x.status == 200} == served
+    assert {(x.host, x.path) for x in ours if x.kind == "GET" and x.status == 200} == served
+    assert_same_wire(ref, ours, "GET")

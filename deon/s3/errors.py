@@ -45,8 +45,8 @@ THROTTLING_CODES = frozenset(
     }
 )
 #: S3 error codes worth another attempt. Not RequestTimeTooSkewed: the clock is as
-#: wrong a second later (https://github.com/boto/botocore/issues/1408 shows what
-#: retrying it hides).
+#: wrong a second later, and ten attempts only hide the cause (botocore does not retry
+#: it either; https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html).
 RETRYABLE_CODES = THROTTLING_CODES | {
     "RequestTimeout",
     "InternalError",
@@ -94,7 +94,9 @@ def retryable_exception(e: BaseException) -> bool:
     return isinstance(e, (*RETRYABLE_ERRORS, OSError))
 
 
-#: Error codes no retry can cure: the credentials, this machine's clock, the region.
+#: Error codes no retry can cure: the credentials, this machine's clock. (Not the
+#: region answers: botocore's region redirector retries those in the right region, on
+#: the same `needs-retry` event.)
 FUTILE_CODES = frozenset(
     {
         "RequestTimeTooSkewed",
@@ -103,8 +105,6 @@ FUTILE_CODES = frozenset(
         "InvalidToken",
         "InvalidAccessKeyId",
         "SignatureDoesNotMatch",
-        "AuthorizationHeaderMalformed",
-        "PermanentRedirect",
     }
 )
 
@@ -118,7 +118,10 @@ def botocore_retry_veto(
     to max_attempts times (35 s for a certificate); None leaves the decision to
     botocore. botocore takes the first answer that is not None."""
     if caught_exception is not None:
-        return None if retryable_exception(caught_exception) else False
+        # Only the two refusals: every other exception botocore catches (its own
+        # ConnectionClosedError, read timeouts) is botocore's to retry.
+        futile = _refused_certificate(caught_exception) or _proxy_refusal(caught_exception)
+        return False if futile else None
     if response is not None:
         try:
             code = response[1].get("Error", {}).get("Code", "")
@@ -150,7 +153,8 @@ def error_fields(body: bytes, status: int) -> dict[str, str]:
 def error_document(body: bytes) -> dict[str, str] | None:
     """The fields of `body` if it is an S3 <Error> document (as S3 may send with a 200
     to CreateMultipartUpload, UploadPartCopy, CopyObject, CompleteMultipartUpload:
-    https://repost.aws/knowledge-center/s3-resolve-200-internalerror), else None."""
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_CompleteMultipartUpload.html),
+    else None."""
     head = body.lstrip()[:200]
     if b"<Error" not in head:
         return None
