@@ -632,9 +632,10 @@ def _worth_retrying(e: BaseException) -> bool:
 
 def _where(ep: Endpoint, pool: _Pool) -> str:
     """The endpoint, and the proxy when one carries the request (without credentials)."""
-    from deon.s3.client import safe_url
+    from botocore.httpsession import mask_proxy_url  # as botocore shows it: ***:***@
 
-    return ep.url + (f" through the proxy {safe_url(pool.proxy_url)}" if pool.proxy_url else "")
+    proxy = f" through the proxy {mask_proxy_url(pool.proxy_url)}" if pool.proxy_url else ""
+    return ep.url + proxy
 
 
 def _key(encoded: str) -> str:
