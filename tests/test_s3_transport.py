@@ -585,3 +585,16 @@ def test_the_readme_says_what_deon_does_with_every_botocore_setting() -> None:
             if var is not None and not named(var):
                 missing.append(var)
     assert not missing, missing
+
+
+def test_ignore_configured_endpoint_urls_is_honoured(
+    fakeaws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fakeaws.put(BUCKET, "run+1.h5", BODY)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://nowhere.invalid")
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+
+    result = down_both(fakeaws, tmp_path)
+
+    assert_same_get(result)
+    assert {r.host for r in result.ours} == {"lab.s3.amazonaws.com"}

@@ -134,6 +134,9 @@ def cli(
         deon metadata down s3://lab-data
         deon query "robot = 'sawyer'" | deon pull
     """
+    if ctx.get_parameter_source("endpoint_url") is click.core.ParameterSource.ENVIRONMENT:
+        # as botocore reads them (AWS_IGNORE_CONFIGURED_ENDPOINT_URLS)
+        endpoint_url = config.env_endpoint_url()
     ctx.obj = Env(
         overrides={
             "endpoint_url": endpoint_url,
