@@ -52,7 +52,25 @@ def make_storage(settings: config.Settings) -> Storage:
         endpoint_url=settings.endpoint_url,
         profile=settings.profile,
         max_pool_connections=2 * settings.jobs + 2,
+        no_sign_request=settings.no_sign_request,
+        request_payer=settings.request_payer,
+        sse=settings.sse,
+        sse_kms_key_id=settings.sse_kms_key_id,
+        client_cert=_client_cert(settings),
     )
+
+
+def _client_cert(settings: config.Settings) -> str | tuple[str, str] | None:
+    if settings.client_cert and settings.client_key:
+        return (
+            str(Path(settings.client_cert).expanduser()),
+            str(Path(settings.client_key).expanduser()),
+        )
+    if settings.client_key:
+        from deon.errors import ConfigError
+
+        raise ConfigError("client_key is set without client_cert in the config file")
+    return str(Path(settings.client_cert).expanduser()) if settings.client_cert else None
 
 
 @contextlib.contextmanager
@@ -87,6 +105,8 @@ def up(
     *,
     overwrite: bool = False,
     dry_run: bool = False,
+    sse: str | None = None,
+    sse_kms_key_id: str | None = None,
     progress: Progress | None = None,
     settings: config.Settings | None = None,
     **options: Any,
@@ -104,8 +124,10 @@ def up(
         local_dir: the folder (or a single file) to upload; default DATA_DIR/BUCKET/PREFIX.
         overwrite: replace different objects that someone else uploaded.
         dry_run: decide, but send nothing (outcomes are PLANNED).
+        sse: server-side encryption of the objects written: "AES256" or "aws:kms".
+        sse_kms_key_id: the KMS key for "aws:kms" (default: the account's S3 key).
     """
-    s = _settings(settings, **options)
+    s = _settings(settings, **options).with_overrides(sse=sse, sse_kms_key_id=sse_kms_key_id)
     target = _folder(address)
     local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, target)
     readers = metadata_readers(s)  # a bad reader name stops `up` before any work
@@ -549,13 +571,16 @@ def mirror(
                 "the catalog has no sources yet: give an address "
                 "(deon metadata down s3://BUCKET/PREFIX)"
             )
-        plan = plan_sources(targets, sources, safe_url(s.endpoint_url) or None)
+        storage = make_storage(s)
+        # The endpoint in use, also when botocore's configuration names it
+        # (AWS_ENDPOINT_URL_S3, a [services] section of ~/.aws/config).
+        plan = plan_sources(targets, sources, safe_url(storage.endpoint_url) or None)
         for w in plan.warnings:
             (progress or Progress()).warn(w)
         # HEADs are tiny: keep twice as many in flight as transfers would be.
         result = _mirror(
             catalog,
-            make_storage(s),
+            storage,
             plan.addresses,
             jobs=2 * s.jobs,
             progress=progress,

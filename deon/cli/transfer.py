@@ -39,6 +39,12 @@ def buckets(env: Env) -> None:
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be uploaded; send nothing.")
 @_watch.watch_options
 @_watch.every_options
+@click.option(
+    "--sse",
+    type=click.Choice(["AES256", "aws:kms"]),
+    help="Server-side encryption of the objects written (as aws-cli's --sse).",
+)
+@click.option("--sse-kms-key-id", metavar="KEY_ID", help="The KMS key for --sse aws:kms.")
 @pass_env
 def up(
     env: Env,
@@ -54,6 +60,8 @@ def up(
     exclude: tuple[str, ...],
     grace: float | None,
     verbose: bool,
+    sse: str | None,
+    sse_kms_key_id: str | None,
 ) -> None:
     """Upload new and changed files under LOCAL_DIR to ADDRESS.
 
@@ -76,6 +84,7 @@ def up(
     """
     from deon import api
 
+    env.command_overrides.update(sse=sse, sse_kms_key_id=sse_kms_key_id)
     period = _watch.every_seconds(every, interval)
     tuning: dict[str, Any] = {"settle": settle, "poll": poll, "exclude": exclude, "grace": grace}
     _watch.check_watch_usage(watch, period, dry_run, **tuning, verbose=verbose)

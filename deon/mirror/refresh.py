@@ -86,6 +86,8 @@ class _Sidecars:
         try:
             body = self.storage.get_bytes(bucket, ref.key, ref.size)
         except DeonError as e:
+            if e.fatal:
+                raise
             raise MetadataError(f"metadata sidecar {ref.key}: {e}") from e
         doc = meta.resolve_sidecar(ref, body)
         with self.lock:
@@ -115,6 +117,8 @@ def fetch_row(storage: Storage, sidecars: _Sidecars, obj: ObjectInfo) -> _Fetche
     except KeyNotFound:
         return _Fetched(obj, None)
     except DeonError as e:
+        if e.fatal:  # the same for every object: stop and say it once
+            raise
         return _Fetched(obj, None, error=str(e).removeprefix(f"{obj.uri}: "))
     # Keep LIST's ETag and LastModified (the next LIST compares against them, exactly)
     # unless the object changed between LIST and HEAD; then the HEAD describes what we
@@ -216,6 +220,8 @@ def mirror(
                         catalog, storage, address, pool, jobs, sidecars, progress, result, snaps
                     )
                 except DeonError as e:
+                    if e.fatal:  # the same for every object: stop and say it once
+                        raise
                     result.failed.append((f"s3://{address.bucket}/{address.prefix}", str(e)))
                     result.source_errors.append(e)
                     continue
