@@ -273,12 +273,17 @@ class Settings:
     #: a TLS client certificate (PEM, with its key unless `client_key` names the key file)
     client_cert: str | None = None
     client_key: str | None = None
+    #: whether `jobs` was set (flag, DEON_JOBS or config file) rather than defaulted:
+    #: then it also caps the adaptive budget of small requests (metadata HEADs)
+    jobs_given: bool = False
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with every non-None override applied."""
         given = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in given:
             given["data_dir"] = Path(given["data_dir"]).expanduser()
+        if "jobs" in given:
+            given.setdefault("jobs_given", True)
         return replace(self, **given)
 
 
@@ -318,8 +323,10 @@ def load_settings(**overrides: Any) -> Settings:
         "data_dir": default_data_dir(),
         "jobs": DEFAULT_JOBS,
     }
+    jobs_given = False
     for layer in ({k: file.get(k) for k in SETTING_KEYS}, env, overrides):
         merged.update({k: v for k, v in layer.items() if v is not None})
+        jobs_given = jobs_given or layer.get("jobs") is not None
     try:
         jobs = int(merged["jobs"])
     except (TypeError, ValueError) as e:
@@ -339,4 +346,5 @@ def load_settings(**overrides: Any) -> Settings:
         metadata_readers=(
             tuple(merged["metadata_readers"]) if merged.get("metadata_readers") else None
         ),
+        jobs_given=jobs_given,
     )

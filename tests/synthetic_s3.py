@@ -5,12 +5,15 @@
 It answers what a metadata mirror and a download send — ListObjectsV2 (prefix,
 delimiter, start-after, continuation-token, max-keys, encoding-type=url), HEAD and GET
 of an object (ranged too), HEAD of the bucket — for one bucket whose objects are the
-keys `ROOT/fFFFF/traj_IIIIIIIII.h5` for i in range(N), FOLDERS folders of consecutive
+keys `ROOT/fFFFFF/traj_IIIIIIIII.h5` for i in range(N), FOLDERS folders of consecutive
 indexes. Each object's ETag, LastModified, size, body and RoboNet-like metadata
 headers are functions of its index, so a listing of 10 M objects costs no disk and no
 fill time. `--gone-every K` leaves out every K-th object and `--changed-every K` gives
 every K-th object another ETag (so a catalog written for the plain set sees objects
-deleted and changed). Signatures are not checked. The tests and bench/ share it.
+deleted and changed). `--delay-ms` answers every request that much later (a far
+server); `--throttle-above N` answers 503 SlowDown beyond N requests in flight (a
+server at its request rate). GET /_stats gives the requests counted and the most in
+flight at once, as JSON. Signatures are not checked. The tests and bench/ share it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import random
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
@@ -190,6 +194,33 @@ class Handler(BaseHTTPRequestHandler):
         bucket, _, key = path.lstrip("/").partition("/")
         return bucket, key, dict(parse_qsl(u.query, keep_blank_values=True))
 
+    def handle_one_request(self) -> None:
+        # http.server's, with the request counted as in flight only once it has come
+        # (an idle keep-alive connection waits here too), then delayed or throttled.
+        self.raw_requestline = self.rfile.readline(65537)
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if not self.parse_request():
+            return
+        server = self.server
+        with server.lock:
+            server.inflight += 1
+            server.peak_inflight = max(server.peak_inflight, server.inflight)
+            busy = bool(server.throttle_above and server.inflight > server.throttle_above)
+        try:
+            if server.delay:
+                time.sleep(server.delay)
+            if busy:
+                server.count("SlowDown")
+                self._error(503, "SlowDown")
+            else:
+                getattr(self, "do_" + self.command, self.do_PUT)()
+            self.wfile.flush()
+        finally:
+            with server.lock:
+                server.inflight -= 1
+
     def do_HEAD(self) -> None:  # noqa: N802 - http.server's naming
         self.server.count("HEAD")
         bucket, key, _ = self._target()
@@ -210,6 +241,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         self.server.count("GET")
         bucket, key, query = self._target()
+        if bucket == "_stats":
+            stats = {**self.server.counts, "peak_inflight": self.server.peak_inflight}
+            return self._send(200, json.dumps(stats).encode())
         if bucket != BUCKET:
             return self._error(404, "NoSuchBucket")
         if not key and query.get("list-type") == "2":
@@ -306,14 +340,22 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, port: int, objects: Objects) -> None:
+    def __init__(
+        self, port: int, objects: Objects, delay: float = 0.0, throttle_above: int = 0
+    ) -> None:
         super().__init__(("127.0.0.1", port), Handler)
         self.objects = objects
+        #: seconds each request waits before it is answered (a far server)
+        self.delay = delay
+        #: answer 503 SlowDown to requests beyond this many in flight (0: never)
+        self.throttle_above = throttle_above
         self.counts: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self.inflight = 0
+        self.peak_inflight = 0
+        self.lock = threading.Lock()
 
     def count(self, method: str) -> None:
-        with self._lock:
+        with self.lock:
             self.counts[method] = self.counts.get(method, 0) + 1
 
     @property
@@ -321,9 +363,9 @@ class Server(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-def start(objects: Objects, port: int = 0) -> Server:
+def start(objects: Objects, port: int = 0, **options: float) -> Server:
     """Serve `objects` from a background thread of this process."""
-    server = Server(port, objects)
+    server = Server(port, objects, **options)  # type: ignore[arg-type]
     threading.Thread(target=server.serve_forever, daemon=True, name="synthetic-s3").start()
     return server
 
@@ -336,11 +378,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--changed-every", type=int, default=0)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--delay-ms", type=float, default=0.0, help="wait before each answer")
+    ap.add_argument("--throttle-above", type=int, default=0, help="SlowDown beyond N in flight")
     args = ap.parse_args(argv)
     objects = Objects(
         args.objects, args.folders, ROOT, args.gone_every, args.changed_every, args.size
     )
-    server = Server(args.port, objects)
+    server = Server(args.port, objects, args.delay_ms / 1000, args.throttle_above)
     print(server.url, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()

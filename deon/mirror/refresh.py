@@ -33,6 +33,7 @@ from deon.metadata import wire as meta
 from deon.mirror.snapshot import Entry, Snapshots
 from deon.results import Progress
 from deon.s3.client import ObjectInfo, Storage, safe_url
+from deon.transfer.budget import Budget
 from deon.transfer.sync import listed
 from deon.uri import S3Address
 
@@ -57,6 +58,8 @@ class MirrorResult:
     seconds: float = 0.0
     #: the errors that stopped whole addresses (each also in `failed`)
     source_errors: list[DeonError] = field(default_factory=list)
+    #: the HEADs' budget, with the limit it reached (`peak`)
+    head_budget: Budget | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -203,7 +206,9 @@ def mirror(
     storage: Storage,
     addresses: Iterable[S3Address],
     *,
-    jobs: int = 16,
+    jobs: int = 256,
+    start_jobs: int = 32,
+    adaptive: bool = True,
     progress: Progress | None = None,
     snapshots: bool = True,
 ) -> MirrorResult:
@@ -213,12 +218,22 @@ def mirror(
     off) is named in `failed` with its rows left as they were; the others still go on.
     With `snapshots`, objects a published snapshot describes exactly (same key, ETag
     and LastModified) are taken from it instead of HEADed; see snapshot.py.
+
+    HEADs in flight: `start_jobs` at first, then as many as raise throughput, up to
+    `jobs` (transfer/budget.py); with `adaptive` False, `jobs` all along.
     """
     progress = progress or Progress()
     result = MirrorResult()
     started = time.monotonic()
     progress.begin("metadata down", 0, 0)
     sidecars = _Sidecars(storage)
+    budget = Budget(
+        start_jobs if adaptive else jobs,
+        jobs,
+        throttled=storage.throttled_until,
+        adaptive=adaptive,
+    )
+    result.head_budget = budget
     try:
         with ThreadPoolExecutor(jobs, thread_name_prefix="deon-head") as pool:
             for address in addresses:
@@ -227,7 +242,7 @@ def mirror(
                     if snapshots:
                         snaps = Snapshots(storage, address.bucket, address.prefix)
                     _mirror_one(
-                        catalog, storage, address, pool, jobs, sidecars, progress, result, snaps
+                        catalog, storage, address, pool, budget, sidecars, progress, result, snaps
                     )
                 except DeonError as e:
                     if e.fatal:  # the same for every object: stop and say it once
@@ -336,7 +351,7 @@ def _mirror_one(
     storage: Storage,
     address: S3Address,
     pool: ThreadPoolExecutor,
-    jobs: int,
+    budget: Budget,
     sidecars: _Sidecars,
     progress: Progress,
     result: MirrorResult,
@@ -356,12 +371,12 @@ def _mirror_one(
     # of futures re-arms every one of them at each completion: too dear per object.)
     done: queue.SimpleQueue[_Fetched | _Check | BaseException] = queue.SimpleQueue()
     pending = 0
-    limit = jobs * 4
     registered = False
 
     def work(obj: ObjectInfo, known: bool, expected: ObjectRow | None = None) -> None:
         try:
-            fetched = fetch_row(storage, sidecars, obj)
+            with budget:
+                fetched = fetch_row(storage, sidecars, obj)
             fetched.known = known
             done.put(fetched if expected is None else _Check(expected, fetched))
         except BaseException as e:  # noqa: BLE001 - re-raised by the main thread
@@ -369,7 +384,8 @@ def _mirror_one(
 
     def submit(obj: ObjectInfo, known: bool, expected: ObjectRow | None = None) -> None:
         nonlocal pending
-        while pending >= limit:
+        # Twice the budget queued: workers keep busy while this thread writes a batch.
+        while pending >= 2 * budget.limit:
             collect(done.get())
         pool.submit(work, obj, known, expected)
         pending += 1

@@ -521,6 +521,12 @@ class Storage:
                 )
             return self._http
 
+    def throttled_until(self) -> float:
+        """Grows whenever S3 throttled a request (the time every sender pauses until):
+        what adaptive budgets (transfer/budget.py) back off on."""
+        http = self._http
+        return float(http._pause_until) if http is not None else 0.0
+
     def _call(self, operation: str, what: str, **kwargs: Any) -> Any:
         """Call one boto3 client operation, translating errors. `what` names the target."""
         import botocore.exceptions as bex
