@@ -652,19 +652,11 @@ class Storage:
             yield from page
 
     def iter_pages(self, bucket: str, prefix: str = "") -> Iterator[list[ObjectInfo]]:
-        """LIST page by page, the next page fetched while the caller works."""
-        return _prefetched(self._pages(bucket, prefix))
+        """LIST page by page, in key order; pages are fetched ahead while the caller
+        works, by several key ranges at once on a long prefix (listing.py)."""
+        from deon.s3.listing import storage_pages
 
-    def _pages(self, bucket: str, prefix: str) -> Iterator[list[ObjectInfo]]:
-        token: str | None = None
-        while True:
-            try:
-                items, token = self.http.list_page(bucket, prefix, token)
-            except KeyNotFound as e:
-                raise BucketNotFound(f"no such bucket: {bucket}") from e
-            yield [ObjectInfo(bucket, k, size, etag, lm) for k, size, etag, lm in items]
-            if token is None:
-                return
+        return storage_pages(self, bucket, prefix)
 
     def head(self, bucket: str, key: str) -> ObjectHead:
         r = self.http.request("HEAD", bucket, key, f"s3://{bucket}/{key}")
@@ -860,46 +852,6 @@ class Storage:
             )
         except DeonError as e:  # best effort: a lifecycle rule cleans up what remains
             log.debug("abort of multipart upload failed: %s", e)
-
-
-def _prefetched(pages: Iterator[list[ObjectInfo]]) -> Iterator[list[ObjectInfo]]:
-    """Run a page iterator one page ahead in a thread; errors surface in order."""
-    import queue
-
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for page in pages:
-                if not put(("page", page)):
-                    return
-            put(("end", None))
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            put(("error", e))
-
-    thread = threading.Thread(target=produce, name="deon-list", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = q.get()
-            if kind == "page":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        stop.set()
 
 
 def safe_url(url: str | None) -> str:
