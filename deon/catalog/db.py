@@ -424,15 +424,22 @@ class Catalog:
 
     def known(self, uris: Iterable[str]) -> dict[str, tuple[int, str, str | None]]:
         """{uri: (size, etag, sha256)} for the given URIs that the catalog holds."""
-        wanted = list(dict.fromkeys(uris))
+        by_bucket: dict[str, list[str]] = {}
+        for uri in dict.fromkeys(uris):
+            bucket, sep, key = uri.removeprefix("s3://").partition("/")
+            if uri.startswith("s3://") and sep:
+                by_bucket.setdefault(bucket, []).append(key)
         out: dict[str, tuple[int, str, str | None]] = {}
         with self.engine.connect() as conn:
-            for i in range(0, len(wanted), 500):
-                q = sa.select(
-                    objects.c.uri, objects.c.size, objects.c.etag, objects.c.sha256
-                ).where(objects.c.uri.in_(wanted[i : i + 500]))
-                for uri, size, etag, sha in conn.execute(q):
-                    out[uri] = (size, etag, sha)
+            for bucket, keys in by_bucket.items():
+                for i in range(0, len(keys), 500):
+                    # By the primary key, bucket = ? AND key IN (...): there is no index
+                    # on uri (revision 0003), and SQLite scans for a (bucket, key) IN.
+                    q = sa.select(
+                        objects.c.uri, objects.c.size, objects.c.etag, objects.c.sha256
+                    ).where(objects.c.bucket == bucket, objects.c.key.in_(keys[i : i + 500]))
+                    for uri, size, etag, sha in conn.execute(q):
+                        out[uri] = (size, etag, sha)
         return out
 
     # -- columns --------------------------------------------------------------------
