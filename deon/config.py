@@ -25,6 +25,8 @@ ENV_DATA_DIR = "DEON_DATA_DIR"
 ENV_CONFIG_DIR = "DEON_CONFIG_DIR"
 ENV_DEBUG = "DEON_DEBUG"
 ENV_JOBS = "DEON_JOBS"
+#: key ranges a long listing is split into and listed at once (deon/s3/listing.py)
+ENV_LIST_WIDTH = "DEON_LIST_WIDTH"
 ENV_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 #: botocore's service-specific endpoint variable, which wins over AWS_ENDPOINT_URL
 ENV_ENDPOINT_URL_S3 = "AWS_ENDPOINT_URL_S3"

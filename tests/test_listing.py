@@ -86,12 +86,19 @@ def test_a_server_that_ignores_start_after_is_listed_sequentially() -> None:
 
 
 def test_cuts_fall_after_the_page_and_before_the_range_end() -> None:
-    cuts = boundaries("many/", None, "many/traj_000001000.h5", "many/traj_000001999.h5", None)
-    assert cuts[0] == "many/traj_000002" and "many/traj_00001" in cuts
-    assert "many/traj_00002" in cuts and "many/traj_000001" not in cuts and cuts == sorted(cuts)
-    hi = "many/traj_000005"
-    bounded = boundaries("many/", None, "many/traj_000001000.h5", "many/traj_000001999.h5", hi)
-    assert all("many/traj_000001999.h5" < c < hi for c in bounded)
+    last = "many/traj_000001999.h5"
+    cuts = boundaries("many/", "many/traj_000001000.h5", last, None)
+    # blocks of 10 and 100 pages, not of one
+    assert cuts[0] == "many/traj_00001" and "many/traj_0001" in cuts
+    assert "many/traj_000002" not in cuts and cuts == sorted(cuts)
+    hi = "many/traj_00005"
+    bounded = boundaries("many/", "many/traj_000001000.h5", last, hi)
+    assert bounded and all(last < c < hi for c in bounded)
+    # a range that moved on to another folder is cut by folders too
+    folders = boundaries(
+        "many/", "many/f00004/traj_000001000.h5", "many/f00004/traj_000001999.h5", None, 10
+    )
+    assert "many/f00005" in folders and "many/f00009" in folders
 
 
 def test_against_boto3_on_moto_with_keys_in_byte_order(lab: Lab, monkeypatch: Any) -> None:

@@ -654,9 +654,16 @@ class Storage:
     def iter_pages(self, bucket: str, prefix: str = "") -> Iterator[list[ObjectInfo]]:
         """LIST page by page, in key order; pages are fetched ahead while the caller
         works, by several key ranges at once on a long prefix (listing.py)."""
-        from deon.s3.listing import storage_pages
+        from deon.s3.listing import list_width, parallel_pages
 
-        return storage_pages(self, bucket, prefix)
+        def one(token: str | None, start_after: str | None) -> tuple[list[Any], str | None]:
+            try:
+                items, nxt = self.http.list_page(bucket, prefix, token, start_after)
+            except KeyNotFound as e:
+                raise BucketNotFound(f"no such bucket: {bucket}") from e
+            return [ObjectInfo(bucket, k, size, etag, lm) for k, size, etag, lm in items], nxt
+
+        return parallel_pages(one, prefix, list_width())
 
     def head(self, bucket: str, key: str) -> ObjectHead:
         r = self.http.request("HEAD", bucket, key, f"s3://{bucket}/{key}")

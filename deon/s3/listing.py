@@ -10,7 +10,7 @@ its keys start to differ tells the shape of the names (`many/f0003/traj_000041` 
 in its last digits; folders `f0003/` in theirs). Each position before that one, nearest
 first, gives boundaries: the same name up to it, then each higher character of the same
 class (digit, lower- or upper-case letter), so `traj_000041999` gives `traj_00005`, ...,
-`traj_00009`, `traj_0001`, ..., `traj_0009`, `traj_001`, ... — folders are split by
+`traj_00009`, `traj_0001`, ..., `traj_0009` — folders are split by
 their own names the same way. Ranges are listed sequentially page by page, and one that
 is still long after its first page is cut again inside its bounds, so work is spread
 however the keys are distributed. An empty range costs one request.
@@ -30,8 +30,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from deon.errors import BucketNotFound, KeyNotFound
-
 #: Ranges listed at once (DEON_LIST_WIDTH overrides; 1 lists sequentially).
 WIDTH = 16
 #: Pages a range may list ahead of the reader.
@@ -46,20 +44,23 @@ ListPage = Callable[[str | None, str | None], tuple[Page, str | None]]
 
 
 def boundaries(
-    prefix: str, lo: str | None, first: str, last: str, hi: str | None, most: int = MAX_CUTS
+    prefix: str, first: str, last: str, hi: str | None, moved: int | None = None
 ) -> list[str]:
-    """Where to cut the keys after `last` (up to `hi`, inclusive), for a range that began
-    after `lo` and whose latest page ran from `first` to `last`: sorted strings b with
-    last < b < hi. Positions cut: the two before the one where the page's keys start
-    to differ (the names' counters), and the two up to the one where `lo` and `first`
-    differ (the range moved on to another folder there)."""
+    """Where to cut the keys after `last` (up to `hi`, inclusive), for a range whose
+    latest page ran from `first` to `last`: sorted strings b with last < b < hi.
+
+    Positions cut: the second and third before the one where the page's keys start to
+    differ (the names' counters: ranges of about 10 and 100 pages; the one just before
+    would make ranges of a page, each costing a second request to learn that it ended);
+    and `moved` and the one before it, where the range's first key differs from where
+    the range began, when that is shallower than the counters (the range moved on to
+    another folder there)."""
     varies = len(os.path.commonprefix([first, last]))
-    positions = [varies - 1, varies - 2]
-    if lo is not None:
-        moved = len(os.path.commonprefix([lo, first]))
-        positions += [moved, moved - 1]
+    positions = {varies - 2, varies - 3}
+    if moved is not None and moved < varies - 3:
+        positions |= {moved, moved - 1}
     cuts: list[str] = []
-    for p in sorted({p for p in positions if len(prefix) <= p < len(last)}, reverse=True):
+    for p in sorted((p for p in positions if len(prefix) <= p < len(last)), reverse=True):
         c = last[p]
         for chars in _CLASSES:
             if c in chars:
@@ -68,7 +69,7 @@ def boundaries(
                     if b > last and (hi is None or b < hi):
                         cuts.append(b)
                 break
-    return sorted(set(cuts))[:most]
+    return sorted(set(cuts))[:MAX_CUTS]
 
 
 @dataclass
@@ -101,6 +102,10 @@ def parallel_pages(list_page: ListPage, prefix: str, width: int = WIDTH) -> Iter
     """
     stop = threading.Event()
     order: deque[_Range] = deque([_Range(None, None)])
+    # (a, b): stretches known to hold no key, learnt when a range's first page began
+    # past its end; a range inside one is not requested at all.
+    empty: list[tuple[str, str]] = []
+    empty_lock = threading.Lock()
 
     def put(r: _Range, item: tuple[str, Any]) -> bool:
         while not stop.is_set():
@@ -122,6 +127,10 @@ def parallel_pages(list_page: ListPage, prefix: str, width: int = WIDTH) -> Iter
                 if pages == 1 and r.lo is not None and items and items[0].key <= r.lo:
                     raise _StartAfterIgnored
                 done = token is None
+                first_past = pages == 1 and items and r.hi is not None and items[0].key > r.hi
+                if first_past and r.lo is not None:
+                    with empty_lock:
+                        empty.append((r.lo, items[0].key))
                 if r.hi is not None and items and items[-1].key > r.hi:
                     items = [o for o in items if o.key <= r.hi]
                     done = True
@@ -134,18 +143,13 @@ def parallel_pages(list_page: ListPage, prefix: str, width: int = WIDTH) -> Iter
                     first_key = items[0].key
                 # A range still going after two pages is long: cut the rest of it.
                 elif pages == 2 and width > 1:
-                    lo = r.lo if r.lo is not None and first_key is not None else None
-                    cuts = boundaries(prefix, lo, items[0].key, items[-1].key, r.hi)
-                    if lo is not None and first_key is not None:
-                        cuts = sorted(
-                            set(cuts) | set(boundaries(prefix, lo, first_key, first_key, r.hi))
-                        )
-                        cuts = [b for b in cuts if b > items[-1].key][:MAX_CUTS]
+                    moved = None
+                    if r.lo is not None and first_key is not None:
+                        moved = len(os.path.commonprefix([r.lo, first_key]))
+                    cuts = boundaries(prefix, items[0].key, items[-1].key, r.hi, moved)
                     if cuts:
                         edges = [items[-1].key, *cuts]
-                        children = [
-                            _Range(a, b) for a, b in zip(edges, [*cuts, r.hi], strict=True)
-                        ]
+                        children = [_Range(a, b) for a, b in zip(edges, [*cuts, r.hi], strict=True)]
                         put(r, ("split", children))
                         return
         except BaseException as e:  # noqa: BLE001 - handed to the reader
@@ -153,6 +157,12 @@ def parallel_pages(list_page: ListPage, prefix: str, width: int = WIDTH) -> Iter
 
     def start(r: _Range) -> None:
         r.started = True
+        if r.lo is not None and r.hi is not None:
+            with empty_lock:
+                known_empty = any(a <= r.lo and r.hi < b for a, b in empty)
+            if known_empty:
+                r.out.put(("end", None))
+                return
         threading.Thread(target=run, args=(r,), name="deon-list", daemon=True).start()
 
     def start_window() -> None:
@@ -205,19 +215,7 @@ def parallel_pages(list_page: ListPage, prefix: str, width: int = WIDTH) -> Iter
 
 
 def list_width() -> int:
-    value = os.environ.get("DEON_LIST_WIDTH", "")
+    from deon.config import ENV_LIST_WIDTH
+
+    value = os.environ.get(ENV_LIST_WIDTH, "")
     return int(value) if value.isdigit() and int(value) > 0 else WIDTH
-
-
-def storage_pages(storage: Any, bucket: str, prefix: str) -> Iterator[Page]:
-    """`parallel_pages` over a Storage's lean client (ObjectInfo items)."""
-    from deon.s3.client import ObjectInfo
-
-    def one(token: str | None, start_after: str | None) -> tuple[Page, str | None]:
-        try:
-            items, nxt = storage.http.list_page(bucket, prefix, token, start_after)
-        except KeyNotFound as e:
-            raise BucketNotFound(f"no such bucket: {bucket}") from e
-        return [ObjectInfo(bucket, k, size, etag, lm) for k, size, etag, lm in items], nxt
-
-    return parallel_pages(one, prefix, list_width())
