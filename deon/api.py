@@ -78,7 +78,7 @@ def _client_cert(settings: config.Settings) -> str | tuple[str, str] | None:
 #: START_HEADS and grows while throughput grows (transfer/budget.py). HEADs are tiny:
 #: over 40 ms of round trip, 16 in flight capped a mirror at 400/s (issue 15).
 MAX_HEADS = 256
-START_HEADS = 32
+START_HEADS = 64
 
 
 @contextlib.contextmanager

@@ -72,3 +72,49 @@ def test_slowdown_makes_the_heads_back_off(endpoint: str) -> None:
     s = stats(endpoint)
     # A budget that kept its size would be refused on most of its requests.
     assert s.get("SlowDown", 0) < 0.1 * N, s
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def window(budget: Any, clock: FakeClock, per_second: Any) -> None:
+    """One measuring window (0.25 s) at the throughput `per_second(limit)` gives."""
+    n = max(budget.limit, int(per_second(budget.limit) * 0.25))
+    for _ in range(n):
+        clock.now += 0.2501 / n  # just past the window, whatever the rounding
+        with budget:
+            pass
+
+
+def test_the_budget_doubles_while_throughput_grows_then_holds_and_halves_on_slowdown() -> None:
+    from deon.transfer.budget import Budget
+
+    clock = FakeClock()
+    throttles = [0.0]
+    budget = Budget(8, 1000, throttled=lambda: throttles[0], clock=clock)
+    # a far server: throughput grows with the limit, up to 40 in flight
+    far = lambda limit: 25 * min(limit, 40)  # noqa: E731
+    seen = []
+    for _ in range(5):
+        window(budget, clock, far)
+        seen.append(budget.limit)
+    # doubling while throughput grows; 128 gave no more than 64: back to 64, held
+    assert seen == [16, 32, 64, 128, 64]
+    for _ in range(3):
+        window(budget, clock, far)
+    assert budget.limit == 64
+    # SlowDown: halved at once
+    throttles[0] = 1.0
+    with budget:
+        pass
+    assert budget.limit == 32
+    # never above the cap (-j)
+    capped = Budget(8, 10, clock=clock)
+    for _ in range(4):
+        window(capped, clock, lambda limit: 25 * limit)
+    assert capped.limit == 10 and capped.peak == 10

@@ -33,7 +33,7 @@ from typing import Any
 #: Ranges listed at once (DEON_LIST_WIDTH overrides; 1 lists sequentially).
 WIDTH = 16
 #: Pages a range may list ahead of the reader.
-AHEAD = 4
+AHEAD = 2
 #: Most boundaries one cut makes.
 MAX_CUTS = 64
 

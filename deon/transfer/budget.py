@@ -10,8 +10,9 @@ here: the range to search spans two orders of magnitude):
 
 - it starts at `start` and, after each window (at least `WINDOW` seconds and `limit`
   completions), compares the window's completions per second with the best so far:
-  more than `GAIN` better, it grows by half; not better, it goes back to the best
-  limit and holds there, probing again after `PROBE_EVERY` windows;
+  more than `GAIN` better, it doubles (until the first window that is not better; by
+  half after that); not better, it goes back to the best limit and holds there,
+  probing again after `PROBE_EVERY` windows;
 - a throttling reply (503 SlowDown and its kin: the transport pauses every sender,
   `Storage.throttled_until`) halves it at once, and the best rate is forgotten;
 - it never leaves [floor, cap]; `cap` is `-j` when the user gave one.
@@ -66,6 +67,7 @@ class Budget:
         self._best_rate = 0.0
         self._best_limit = self.limit
         self._holding = 0
+        self._slow_start = True
 
     def __enter__(self) -> Budget:
         with self._cond:
@@ -88,6 +90,7 @@ class Budget:
             self._last_throttle = mark
             self._set(max(self.floor, self.limit // 2))
             self._best_rate, self._best_limit, self._holding = 0.0, self.limit, 0
+            self._slow_start = False
             self._restart()
             return
         elapsed = self._clock() - self._window_start
@@ -96,12 +99,16 @@ class Budget:
         rate = self._window_done / elapsed
         if rate > self._best_rate * GAIN:
             self._best_rate, self._best_limit = rate, self.limit
-            self._set(min(self.cap, self.limit + max(1, self.limit // 2)))
+            # Slow start (TCP's name for it): double until throughput stops growing,
+            # then steps of half.
+            step = self.limit if self._slow_start else max(1, self.limit // 2)
+            self._set(min(self.cap, self.limit + step))
         elif self._holding >= PROBE_EVERY:
             self._holding = 0
             self._best_rate = rate  # conditions change: measure afresh from here
             self._set(min(self.cap, self.limit + max(1, self.limit // 2)))
         else:
+            self._slow_start = False
             self._holding += 1
             self._set(self._best_limit)
         self._restart()
