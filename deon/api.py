@@ -49,7 +49,7 @@ def _settings(settings: config.Settings | None, **options: Any) -> config.Settin
 def make_storage(settings: config.Settings, connections: int | None = None) -> Storage:
     """The S3 client for these settings, its pool sized for item and part workers (or
     for `connections` requests at once)."""
-    return Storage(
+    storage = Storage(
         endpoint_url=settings.endpoint_url,
         profile=settings.profile,
         max_pool_connections=connections or 2 * settings.jobs + 2,
@@ -59,6 +59,9 @@ def make_storage(settings: config.Settings, connections: int | None = None) -> S
         sse_kms_key_id=settings.sse_kms_key_id,
         client_cert=_client_cert(settings),
     )
+    if settings.jobs_given:  # -j caps the listing's ranges in flight too
+        storage.list_width = settings.jobs
+    return storage
 
 
 def _client_cert(settings: config.Settings) -> str | tuple[str, str] | None:

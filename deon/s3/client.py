@@ -219,6 +219,9 @@ class Storage:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.client_cert = client_cert
+        #: most LIST requests in flight for one prefix (None: DEON_LIST_WIDTH or 16);
+        #: `-j`, when given, caps it (api.make_storage)
+        self.list_width: int | None = None
         self._client: Any = None
         self._session: Any = None
         self._credentials: Any = None
@@ -663,7 +666,10 @@ class Storage:
                 raise BucketNotFound(f"no such bucket: {bucket}") from e
             return [ObjectInfo(bucket, k, size, etag, lm) for k, size, etag, lm in items], nxt
 
-        return parallel_pages(one, prefix, list_width())
+        width = list_width()
+        if self.list_width is not None:
+            width = max(1, min(width, self.list_width))
+        return parallel_pages(one, prefix, width)
 
     def head(self, bucket: str, key: str) -> ObjectHead:
         r = self.http.request("HEAD", bucket, key, f"s3://{bucket}/{key}")
