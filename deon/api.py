@@ -46,18 +46,22 @@ def _settings(settings: config.Settings | None, **options: Any) -> config.Settin
     return settings.with_overrides(**options)
 
 
-def make_storage(settings: config.Settings) -> Storage:
-    """The S3 client for these settings, its pool sized for item and part workers."""
-    return Storage(
+def make_storage(settings: config.Settings, connections: int | None = None) -> Storage:
+    """The S3 client for these settings, its pool sized for item and part workers (or
+    for `connections` requests at once)."""
+    storage = Storage(
         endpoint_url=settings.endpoint_url,
         profile=settings.profile,
-        max_pool_connections=2 * settings.jobs + 2,
+        max_pool_connections=connections or 2 * settings.jobs + 2,
         no_sign_request=settings.no_sign_request,
         request_payer=settings.request_payer,
         sse=settings.sse,
         sse_kms_key_id=settings.sse_kms_key_id,
         client_cert=_client_cert(settings),
     )
+    if settings.jobs_given:  # -j caps the listing's ranges in flight too
+        storage.list_width = settings.jobs
+    return storage
 
 
 def _client_cert(settings: config.Settings) -> str | tuple[str, str] | None:
@@ -71,6 +75,13 @@ def _client_cert(settings: config.Settings) -> str | tuple[str, str] | None:
 
         raise ConfigError("client_key is set without client_cert in the config file")
     return str(Path(settings.client_cert).expanduser()) if settings.client_cert else None
+
+
+#: HEADs in flight a metadata mirror may grow to when `-j` is not given; it starts at
+#: START_HEADS and grows while throughput grows (transfer/budget.py). HEADs are tiny:
+#: over 40 ms of round trip, 16 in flight capped a mirror at 400/s (issue 15).
+MAX_HEADS = 256
+START_HEADS = 64
 
 
 @contextlib.contextmanager
@@ -571,18 +582,20 @@ def mirror(
                 "the catalog has no sources yet: give an address "
                 "(deon metadata down s3://BUCKET/PREFIX)"
             )
-        storage = make_storage(s)
+        cap = s.jobs if s.jobs_given else MAX_HEADS
+        storage = make_storage(s, cap + 2)
         # The endpoint in use, also when botocore's configuration names it
         # (AWS_ENDPOINT_URL_S3, a [services] section of ~/.aws/config).
         plan = plan_sources(targets, sources, safe_url(storage.endpoint_url) or None)
         for w in plan.warnings:
             (progress or Progress()).warn(w)
-        # HEADs are tiny: keep twice as many in flight as transfers would be.
+        # HEADs have their own budget, adaptive; `-j`, when given, caps it.
         result = _mirror(
             catalog,
             storage,
             plan.addresses,
-            jobs=2 * s.jobs,
+            jobs=cap,
+            start_jobs=min(cap, START_HEADS),
             progress=progress,
             snapshots=snapshots,
         )

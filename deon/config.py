@@ -25,6 +25,8 @@ ENV_DATA_DIR = "DEON_DATA_DIR"
 ENV_CONFIG_DIR = "DEON_CONFIG_DIR"
 ENV_DEBUG = "DEON_DEBUG"
 ENV_JOBS = "DEON_JOBS"
+#: key ranges a long listing is split into and listed at once (deon/s3/listing.py)
+ENV_LIST_WIDTH = "DEON_LIST_WIDTH"
 ENV_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 #: botocore's service-specific endpoint variable, which wins over AWS_ENDPOINT_URL
 ENV_ENDPOINT_URL_S3 = "AWS_ENDPOINT_URL_S3"
@@ -273,12 +275,17 @@ class Settings:
     #: a TLS client certificate (PEM, with its key unless `client_key` names the key file)
     client_cert: str | None = None
     client_key: str | None = None
+    #: whether `jobs` was set (flag, DEON_JOBS or config file) rather than defaulted:
+    #: then it also caps the adaptive budget of small requests (metadata HEADs)
+    jobs_given: bool = False
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with every non-None override applied."""
         given = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in given:
             given["data_dir"] = Path(given["data_dir"]).expanduser()
+        if "jobs" in given:
+            given.setdefault("jobs_given", True)
         return replace(self, **given)
 
 
@@ -318,8 +325,10 @@ def load_settings(**overrides: Any) -> Settings:
         "data_dir": default_data_dir(),
         "jobs": DEFAULT_JOBS,
     }
+    jobs_given = False
     for layer in ({k: file.get(k) for k in SETTING_KEYS}, env, overrides):
         merged.update({k: v for k, v in layer.items() if v is not None})
+        jobs_given = jobs_given or layer.get("jobs") is not None
     try:
         jobs = int(merged["jobs"])
     except (TypeError, ValueError) as e:
@@ -339,4 +348,5 @@ def load_settings(**overrides: Any) -> Settings:
         metadata_readers=(
             tuple(merged["metadata_readers"]) if merged.get("metadata_readers") else None
         ),
+        jobs_given=jobs_given,
     )

@@ -107,7 +107,8 @@ class DeonGroup(click.Group):
     "--jobs",
     envvar=config.ENV_JOBS,
     type=click.IntRange(1, 512),
-    help=f"Concurrent transfers and requests (default {config.DEFAULT_JOBS}).",
+    help=f"Concurrent transfers and requests (default {config.DEFAULT_JOBS}); given, it also "
+    "caps the HEADs of `metadata down`, which otherwise adapt up to 256.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summaries on stderr.")
 @click.version_option(__version__, prog_name="deon")

@@ -219,6 +219,9 @@ class Storage:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.client_cert = client_cert
+        #: most LIST requests in flight for one prefix (None: DEON_LIST_WIDTH or 16);
+        #: `-j`, when given, caps it (api.make_storage)
+        self.list_width: int | None = None
         self._client: Any = None
         self._session: Any = None
         self._credentials: Any = None
@@ -521,6 +524,12 @@ class Storage:
                 )
             return self._http
 
+    def throttled_until(self) -> float:
+        """Grows whenever S3 throttled a request (the time every sender pauses until):
+        what adaptive budgets (transfer/budget.py) back off on."""
+        http = self._http
+        return float(http._pause_until) if http is not None else 0.0
+
     def _call(self, operation: str, what: str, **kwargs: Any) -> Any:
         """Call one boto3 client operation, translating errors. `what` names the target."""
         import botocore.exceptions as bex
@@ -646,19 +655,21 @@ class Storage:
             yield from page
 
     def iter_pages(self, bucket: str, prefix: str = "") -> Iterator[list[ObjectInfo]]:
-        """LIST page by page, the next page fetched while the caller works."""
-        return _prefetched(self._pages(bucket, prefix))
+        """LIST page by page, in key order; pages are fetched ahead while the caller
+        works, by several key ranges at once on a long prefix (listing.py)."""
+        from deon.s3.listing import list_width, parallel_pages
 
-    def _pages(self, bucket: str, prefix: str) -> Iterator[list[ObjectInfo]]:
-        token: str | None = None
-        while True:
+        def one(token: str | None, start_after: str | None) -> tuple[list[Any], str | None]:
             try:
-                items, token = self.http.list_page(bucket, prefix, token)
+                items, nxt = self.http.list_page(bucket, prefix, token, start_after)
             except KeyNotFound as e:
                 raise BucketNotFound(f"no such bucket: {bucket}") from e
-            yield [ObjectInfo(bucket, k, size, etag, lm) for k, size, etag, lm in items]
-            if token is None:
-                return
+            return [ObjectInfo(bucket, k, size, etag, lm) for k, size, etag, lm in items], nxt
+
+        width = list_width()
+        if self.list_width is not None:
+            width = max(1, min(width, self.list_width))
+        return parallel_pages(one, prefix, width)
 
     def head(self, bucket: str, key: str) -> ObjectHead:
         r = self.http.request("HEAD", bucket, key, f"s3://{bucket}/{key}")
@@ -854,46 +865,6 @@ class Storage:
             )
         except DeonError as e:  # best effort: a lifecycle rule cleans up what remains
             log.debug("abort of multipart upload failed: %s", e)
-
-
-def _prefetched(pages: Iterator[list[ObjectInfo]]) -> Iterator[list[ObjectInfo]]:
-    """Run a page iterator one page ahead in a thread; errors surface in order."""
-    import queue
-
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=2)
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for page in pages:
-                if not put(("page", page)):
-                    return
-            put(("end", None))
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            put(("error", e))
-
-    thread = threading.Thread(target=produce, name="deon-list", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = q.get()
-            if kind == "page":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        stop.set()
 
 
 def safe_url(url: str | None) -> str:

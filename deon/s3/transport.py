@@ -574,13 +574,16 @@ class S3Http:
     # -- operations -----------------------------------------------------------------
 
     def list_page(
-        self, bucket: str, prefix: str, token: str | None
+        self, bucket: str, prefix: str, token: str | None, start_after: str | None = None
     ) -> tuple[list[tuple[str, int, str, datetime]], str | None]:
         """One page (up to 1000 keys) of ListObjectsV2: [(key, size, etag, last_modified)]
-        and the continuation token, or None on the last page."""
+        and the continuation token, or None on the last page. `start_after`: only keys
+        after it (S3 ignores it once a token is given)."""
         query = {"list-type": "2", "prefix": prefix, "encoding-type": "url", "max-keys": "1000"}
         if token:
             query["continuation-token"] = token
+        elif start_after:
+            query["start-after"] = start_after
         where = f"s3://{bucket}/{prefix}"
         r = self.request("GET", bucket, "", where, query=query, xml=True)
         root = r.xml
