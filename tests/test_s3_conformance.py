@@ -480,3 +480,27 @@ def test_a_bucket_in_another_region_is_found_as_boto3_finds_it(
     assert {(x.host, x.path) for x in ref if x.kind == "GET" and x.status == 200} == served
     assert {(x.host, x.path) for x in ours if x.kind == "GET" and x.status == 200} == served
     assert_same_wire(ref, ours, "GET")
+
+
+def test_an_expired_token_stops_a_manifest_pull_in_one_line(
+    fakeaws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`pull --manifest` reads the same error table as `down`: an expired token is said
+    once and stops the pull, not once per object."""
+    for i in range(5):
+        fakeaws.put("lab", f"m/{i}.bin", f"object {i}".encode())
+    assert run_deon("metadata", "down", "s3://lab/m/").returncode == 0
+    manifest = tmp_path / "sel.manifest.jsonl"
+    frozen = run_deon("freeze", "-o", str(manifest))
+    assert frozen.returncode == 0, frozen.stderr
+    fakeaws.quirks.expired_tokens.add("old")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "old")
+    fakeaws.requests.clear()
+
+    r = run_deon("pull", "--manifest", str(manifest))
+
+    assert r.returncode == 2, r.stderr
+    line = one_error_line(r.stderr)
+    assert "session token has expired (ExpiredToken)" in line, line
+    assert r.stderr.count("ExpiredToken") == 1, r.stderr
+    assert len([x for x in fakeaws.requests if x.kind == "GET"]) <= 1

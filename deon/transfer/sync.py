@@ -148,8 +148,6 @@ def _fetch(
     except Cancelled:
         raise
     except (DeonError, OSError) as e:
-        if isinstance(e, DeonError) and e.fatal:  # the same for every item: say it once
-            raise
         return failed(uri, dest, e)
 
 
@@ -499,8 +497,6 @@ def upload_file(
     except Cancelled:
         raise
     except (DeonError, OSError) as e:
-        if isinstance(e, DeonError) and e.fatal:  # the same for every item: say it once
-            raise
         return failed(uri, item.path, e)
 
 
