@@ -27,3 +27,12 @@ def file_format(choices: Sequence[str], default: str, help: str) -> Callable[[F]
         show_default=True,
         help=help,
     )
+
+
+def folder(f: F) -> F:
+    """ADDRESS (s3://BUCKET/PREFIX) and the LOCAL_DIR it maps to (default
+    DATA_DIR/BUCKET/PREFIX): the arguments of `up` and `down`."""
+    from pathlib import Path
+
+    f = click.argument("local_dir", required=False, type=click.Path(path_type=Path))(f)
+    return click.argument("address")(f)

@@ -11,6 +11,7 @@ import click
 from deon.cli import _env, _watch
 from deon.cli._env import Env, pass_env
 from deon.cli._errors import DeonClickError
+from deon.cli._options import folder
 from deon.cli._progress import Bar
 from deon.cli._render import summarize
 from deon.errors import ExitStatus
@@ -41,8 +42,7 @@ def buckets(env: Env) -> None:
 
 
 @click.command()
-@click.argument("address")
-@click.argument("local_dir", required=False, type=click.Path(path_type=Path))
+@folder
 @click.option("--overwrite", is_flag=True, help="Replace different objects someone else uploaded.")
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be uploaded; send nothing.")
 @_watch.watch_options
@@ -107,8 +107,7 @@ def up(
 
 
 @click.command()
-@click.argument("address")
-@click.argument("local_dir", required=False, type=click.Path(path_type=Path))
+@folder
 @click.option("--force", is_flag=True, help="Download even files that are up to date.")
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be downloaded.")
 @_watch.every_options
