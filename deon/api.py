@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from deon import config
 from deon.errors import LocalPathError
 from deon.metadata.hdf5 import Description, describe
+from deon.mirror.sources import endpoint_id
 from deon.results import Progress, SyncResult
 from deon.s3.client import Storage
 from deon.transfer import sync
@@ -56,7 +57,7 @@ def make_storage(settings: config.Settings) -> Storage:
 def _engine(s: config.Settings, progress: Progress | None) -> Iterator[tuple[Engine, State]]:
     """The transfer engine of one command and the user's upload ledger, both closed
     when the command ends, however it ends."""
-    state = State()
+    state = State(endpoint=endpoint_id(s.endpoint_url))
     try:
         with Engine(make_storage(s), s.jobs, progress, state) as engine:
             yield engine, state
@@ -412,7 +413,7 @@ def verify(
         if key and not key.endswith("/"):
             exact = [r for r in found if r.key == key]
             found = exact or [r for r in found if r.key.startswith(key + "/")]
-    state = State()
+    state = State(endpoint=endpoint_id(s.endpoint_url))
     try:
         return _verify(found, address, s.data_dir, local, state, jobs=s.jobs, on_finding=on_finding)
     finally:

@@ -346,7 +346,7 @@ class Engine:
                 raise IntegrityError(f"s3://{bucket}/{key}: got {written} of {total} bytes")
             got = sha.hexdigest()
             verify(f"s3://{bucket}/{key}", head, got, md5.hexdigest() if md5 else None)
-            self._finalize(tmp, dest, head.last_modified, got, head.etag)
+            self._finalize(tmp, dest, bucket, key, head.last_modified, got, head.etag)
             return Downloaded(written, got, head)
         except BaseException:
             if fd >= 0:
@@ -412,7 +412,7 @@ class Engine:
                 tmp.unlink(missing_ok=True)
                 journal.unlink(missing_ok=True)
                 raise
-            self._finalize(tmp, dest, head.last_modified, got, etag)
+            self._finalize(tmp, dest, bucket, key, head.last_modified, got, etag)
             journal.unlink(missing_ok=True)
         return Downloaded(size, got, head)
 
@@ -483,7 +483,14 @@ class Engine:
         return sha.hexdigest()
 
     def _finalize(
-        self, tmp: Path, dest: Path, last_modified: datetime | None, sha256: str, etag: str
+        self,
+        tmp: Path,
+        dest: Path,
+        bucket: str,
+        key: str,
+        last_modified: datetime | None,
+        sha256: str,
+        etag: str,
     ) -> None:
         """Give the verified file normal permissions and the object's time, rename it
         into place, and remember what its bytes are."""
@@ -494,7 +501,7 @@ class Engine:
             raise LocalPathError(f"a folder is in the way of file {dest}")
         os.replace(tmp, dest)
         if self.state is not None:
-            self.state.remember(dest, os.stat(dest), sha256, etag=etag)
+            self.state.remember(dest, os.stat(dest), sha256, etag=etag, bucket=bucket, key=key)
 
     # -- uploads --------------------------------------------------------------------
 

@@ -79,7 +79,7 @@ def _is_current(engine: Engine, bucket: str, key: str, dest: Path, known: Known)
     if not stat.S_ISREG(st.st_mode) or st.st_size != known.size:
         return False
     state = engine.state
-    cached = state.lookup(dest, st) if state is not None else None
+    cached = state.lookup(dest, st, bucket, key) if state is not None else None
     if cached is not None:
         if cached.etag is not None and cached.etag == known.etag:
             return True
@@ -101,7 +101,13 @@ def _is_current(engine: Engine, bucket: str, key: str, dest: Path, known: Known)
         current = head.etag == known.etag and expected_sha256(head) == digest.sha256
     if state is not None:
         state.remember(
-            dest, st, digest.sha256, md5=digest.md5, etag=known.etag if current else None
+            dest,
+            st,
+            digest.sha256,
+            md5=digest.md5,
+            etag=known.etag if current else None,
+            bucket=bucket,
+            key=key,
         )
     return current
 
@@ -212,7 +218,7 @@ def down(
                 engine.sweep_once(dest.parent)  # what killed runs left, even if all is current
                 hint = hints.get(obj.uri)
                 sha = hint.sha256 if hint is not None and hint.etag == obj.etag else None
-                if cached and _cached_current(dest, obj, sha, cached):
+                if cached and _cached_current(engine.state, dest, obj, sha, cached):
                     progress.advance(obj.size)
                     settle(Outcome(obj.uri, dest, Status.UNCHANGED, obj.size))
                     continue
@@ -244,7 +250,11 @@ def down(
 
 
 def _cached_current(
-    dest: Path, obj: ObjectInfo, sha256: str | None, cached: dict[str, tuple[object, ...]]
+    state: State | None,
+    dest: Path,
+    obj: ObjectInfo,
+    sha256: str | None,
+    cached: dict[str, tuple[object, ...]],
 ) -> bool:
     """Whether the preloaded hash cache proves the file holds the object's bytes."""
     row = cached.get(os.fsdecode(dest))
@@ -256,7 +266,9 @@ def _cached_current(
         return False
     if not stat.S_ISREG(st.st_mode) or row[:5] != identity(st) or st.st_size != obj.size:
         return False
-    return row[7] == obj.etag or (sha256 is not None and row[5] == sha256)
+    if state is not None and state.etag_of(row, obj.bucket, obj.key) == obj.etag:
+        return True
+    return sha256 is not None and row[5] == sha256
 
 
 def pull(
@@ -369,13 +381,18 @@ def up(
             existing = remote.get(key)
             st = os.stat(item.path)
             cached = state.lookup(item.path, st)
+            mine = state.upload(address.bucket, key) if existing is not None else None
             if (
                 existing is not None
                 and cached is not None
+                and mine is not None
                 and existing.size == st.st_size
-                and cached.etag == existing.etag
+                and mine.etag == existing.etag
+                and mine.sha256 == cached.sha256
             ):
-                progress.advance(st.st_size)  # uploaded (or downloaded) as it is now
+                # This user uploaded these very bytes, with deon's headers, to this
+                # endpoint, bucket and key, and the object is still that one.
+                progress.advance(st.st_size)
                 return Outcome(uri, item.path, Status.UNCHANGED, st.st_size)
             # MD5 only to compare with an object of the same size by its ETag.
             md5 = existing is not None and existing.size == st.st_size
@@ -464,7 +481,7 @@ def _record_upload(
     theirs, and the file as current unless it changed while it went up."""
     state.record_upload(bucket, key, etag, digest.sha256)
     if os.stat(path) == st:
-        state.remember(path, st, digest.sha256, md5=digest.md5, etag=etag)
+        state.remember(path, st, digest.sha256, md5=digest.md5, etag=etag, bucket=bucket, key=key)
 
 
 #: The largest object S3 copies in one request (CopyObject).
@@ -498,7 +515,9 @@ def _same_bytes(
     def unchanged(ours: bool, current: str | None) -> Outcome:
         if ours and current is not None:
             state.record_upload(bucket, key, current, digest.sha256)
-        state.remember(path, st, digest.sha256, md5=digest.md5, etag=current)
+        state.remember(
+            path, st, digest.sha256, md5=digest.md5, etag=current, bucket=bucket, key=key
+        )
         engine.progress.advance(digest.size)
         return Outcome(uri, path, Status.UNCHANGED, digest.size)
 
