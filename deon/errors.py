@@ -18,6 +18,8 @@ class ExitStatus(IntEnum):
     #: bad usage or input: a malformed address, a missing folder, an unknown bucket
     USAGE = 2
     INTERRUPTED = 130
+    #: stopped by SIGTERM (128 + 15)
+    TERMINATED = 143
 
 
 class DeonError(Exception):
@@ -50,6 +52,15 @@ class ConfigError(UsageError):
 
 class BucketNotFound(UsageError):
     """The bucket named in an address does not exist."""
+
+
+class LocalFileError(DeonError):
+    """The local file system refused a write: read-only, gone, a name it cannot hold."""
+
+
+class DiskFull(LocalFileError):
+    """No space left on the local file system (ENOSPC, or a quota): the run stops
+    early, since every further item would fail the same way."""
 
 
 class KeyNotFound(DeonError):

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from deon.errors import (
     AccessDenied,
     DeonError,
+    DiskFull,
     IntegrityError,
     KeyNotFound,
     LocalPathError,
@@ -40,6 +41,7 @@ from deon.errors import (
 from deon.metadata import wire as meta
 from deon.results import Outcome, Progress, Status
 from deon.s3.client import ObjectHead, Storage, stream_errors
+from deon.transfer import disk
 from deon.transfer.digest import (
     PART_SIZE,
     READ_SIZE,
@@ -200,6 +202,10 @@ class Engine:
         self.workers = max(1, workers)
         self.progress = progress or Progress()
         self.cancel = threading.Event()
+        #: Why the run stopped early (a full disk), and how many items it did not try.
+        self.halted: str | None = None
+        self.untried = 0
+        self.dirs = disk.DirSync()
         self._umask = _umask()
         self._swept: set[Path] = set()
         self._sweep_lock = threading.Lock()
@@ -225,11 +231,23 @@ class Engine:
         `fn` reports its own failures as FAILED outcomes; an unexpected exception in
         it propagates. On KeyboardInterrupt, workers stop at their next chunk.
         """
-        futures: list[Future[Outcome]] = []
+        futures: list[Future[Outcome | None]] = []
+
+        def guarded(item: T) -> Outcome | None:
+            if self.halted is not None:
+                return None  # not tried: the run stopped early
+            return fn(item)
+
         try:
-            futures = [self._items.submit(fn, item) for item in items]
+            futures = [self._items.submit(guarded, item) for item in items]
             for future in as_completed(futures):
                 outcome = future.result()
+                if outcome is None:
+                    self.untried += 1
+                    continue
+                self.dirs.flush()  # what it renamed is durable before it is reported done
+                if disk.trace is not None and outcome.local is not None:
+                    disk.record("done", outcome.local)
                 self.progress.item_done(outcome)
                 yield outcome
         except BaseException:
@@ -237,6 +255,11 @@ class Engine:
             for f in futures:
                 f.cancel()
             raise
+
+    def halt(self, reason: str) -> None:
+        """Stop the run early: items not started yet are not tried."""
+        if self.halted is None:
+            self.halted = reason
 
     def check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -277,17 +300,34 @@ class Engine:
             Cancelled: the run was interrupted.
         """
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-        except FileExistsError as e:
-            raise LocalPathError(f"a file is in the way of folder {dest.parent}") from e
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            except FileExistsError as e:
+                raise LocalPathError(f"a file is in the way of folder {dest.parent}") from e
+            except OSError as e:
+                if disk.local_error(e, dest) is not None:
+                    raise
+                raise LocalPathError(f"cannot create folder {dest.parent}: {e.strerror}") from e
+            if dest.is_dir():
+                raise LocalPathError(f"a folder is in the way of file {dest}")
+            self.sweep_once(dest.parent)
+            if size is not None and etag and uses_multipart(size):
+                return self._download_ranged(bucket, key, dest, size, etag)
+            return self._download_whole(bucket, key, dest)
         except OSError as e:
-            raise LocalPathError(f"cannot create folder {dest.parent}: {e.strerror}") from e
-        if dest.is_dir():
-            raise LocalPathError(f"a folder is in the way of file {dest}")
-        self.sweep_once(dest.parent)
-        if size is not None and etag and uses_multipart(size):
-            return self._download_ranged(bucket, key, dest, size, etag)
-        return self._download_whole(bucket, key, dest)
+            error = disk.local_error(e, dest, size)
+            if error is None:
+                raise
+            if isinstance(error, DiskFull):
+                # A partial download kept for resuming would hold on to the space that
+                # is missing: remove it; and every further item would fail the same way.
+                if size is not None and etag:
+                    tmp = resumable_temp_path(dest, etag)
+                    for leftover in (tmp, tmp.with_name(tmp.name + ".parts")):
+                        with contextlib.suppress(OSError):
+                            leftover.unlink()
+                self.halt(str(error))
+            raise error from e
 
     def sweep_once(self, folder: Path) -> None:
         """Clean up what killed runs left in a folder (`sweep_temps`), once per run."""
@@ -339,6 +379,7 @@ class Engine:
                             written += n
                             self.progress.advance(n)
             assert head is not None
+            disk.fsync_file(fd, tmp)
             os.close(fd)
             fd = -1
             total = head.total_size if head.total_size is not None else head.size
@@ -404,6 +445,7 @@ class Engine:
                     raise errors[0]  # type: ignore[misc]
                 head = futures[0].result() if futures else self.storage.head(bucket, key)
                 got = self._hash_file(fd, size)
+                disk.fsync_file(fd, tmp)
             finally:
                 os.close(fd)
             try:
@@ -499,7 +541,8 @@ class Engine:
             os.utime(tmp, (time.time(), last_modified.timestamp()))
         if dest.is_dir():
             raise LocalPathError(f"a folder is in the way of file {dest}")
-        os.replace(tmp, dest)
+        disk.replace(tmp, dest)
+        self.dirs.note(dest.parent)  # synced before the item is reported done (run)
         if self.state is not None:
             self.state.remember(dest, os.stat(dest), sha256, etag=etag, bucket=bucket, key=key)
 

@@ -149,16 +149,35 @@ def _fetch(
 
 
 def _collect(
-    result: SyncResult, outcomes: Iterator[Outcome], progress: Progress, started: float
+    result: SyncResult,
+    outcomes: Iterator[Outcome],
+    progress: Progress,
+    started: float,
+    engine: Engine | None = None,
 ) -> SyncResult:
     try:
         for outcome in outcomes:
             result.outcomes.append(outcome)
     finally:
         result.seconds = time.monotonic() - started
+        if engine is not None:
+            _stopped(result, engine)
         progress.end()
     result.outcomes.sort(key=lambda o: o.uri)
     return result
+
+
+def _stopped(result: SyncResult, engine: Engine) -> None:
+    """Warn once that the run stopped early, and that the state file could not be
+    written (neither fails an item by itself)."""
+    messages = []
+    if engine.halted is not None and engine.untried:
+        messages.append(f"stopped early: {engine.halted}; {engine.untried} item(s) not tried")
+    if engine.state is not None and engine.state.problem is not None:
+        messages.append(f"{engine.state.problem}; the transfers themselves are not affected")
+    for message in messages:
+        result.warnings.append(message)
+        engine.progress.warn(message)
 
 
 # -- down and pull -----------------------------------------------------------------------
@@ -235,7 +254,7 @@ def down(
             dry_run=dry_run,
         )
 
-    done = _collect(result, engine.run(one, tasks()), progress, started)
+    done = _collect(result, engine.run(one, tasks()), progress, started, engine)
     if not done.outcomes:
         message = f"nothing under s3://{address.bucket}/{prefix}"
         if address.key and not address.key.endswith("/"):
@@ -303,7 +322,7 @@ def pull(
         address, dest = task
         return _fetch(engine, address, dest, known.get(address.uri), force=force, dry_run=dry_run)
 
-    return _collect(result, engine.run(one, tasks), progress, started)
+    return _collect(result, engine.run(one, tasks), progress, started, engine)
 
 
 # -- up ------------------------------------------------------------------------------------
@@ -427,7 +446,7 @@ def up(
         except (DeonError, OSError) as e:
             return failed(uri, item.path, e)
 
-    done = _collect(result, engine.run(one, files), progress, started)
+    done = _collect(result, engine.run(one, files), progress, started, engine)
     if not_hdf5:
         done.warnings.append(
             DeonWarning(
