@@ -197,14 +197,33 @@ def mirror(
 
     Raises:
         UsageError: no address given and the catalog has no sources yet.
+        DiskFull: the catalog's disk is full (its last transaction is rolled back).
     """
+    s = _settings(settings, **options)
+    try:
+        return _mirror_into(s, addresses, snapshots, progress)
+    except Exception as e:
+        from deon.catalog.location import plain_path
+        from deon.transfer import disk
+
+        if not disk.is_disk_full(e):
+            raise
+        path = plain_path(s.catalog)
+        raise disk.catalog_full(path, str(path or s.catalog)) from e
+
+
+def _mirror_into(
+    s: config.Settings,
+    addresses: Iterable[str | S3Address] | None,
+    snapshots: bool,
+    progress: Progress | None,
+) -> MirrorResult:
     from deon.catalog.db import open_catalog as _open
     from deon.errors import UsageError
     from deon.mirror.refresh import mirror as _mirror
     from deon.mirror.sources import plan as plan_sources
     from deon.s3.client import safe_url
 
-    s = _settings(settings, **options)
     targets = [_address(a) for a in addresses or ()]
     with _open(s.catalog) as catalog:
         sources = catalog.sources()

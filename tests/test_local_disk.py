@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
 from pathlib import Path
 
+from deon.metadata import wire as meta
 from tests.conftest import Lab, assert_no_traceback, run_deon
 from tests.localfs import leftovers, remount, tmpfs
 
@@ -20,6 +22,18 @@ def fill(lab: Lab, prefix: str, count: int, size: int, seed: int = 1) -> dict[st
     for key, body in bodies.items():
         lab.put(key, body)
     return bodies
+
+
+def fill_up(folder: Path) -> None:
+    """Fill the file system holding `folder` to the last byte."""
+    fd = os.open(folder / f"filler-{random.random()}", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def final_files(root: Path) -> dict[str, bytes]:
@@ -78,3 +92,72 @@ def test_pull_on_a_full_disk_stops_early_and_resumes(lab: Lab) -> None:
         r = run_deon("--data-dir", str(data), "pull", *uris)
         assert r.returncode == 0, r.stderr
         assert {f"p/{k}": v for k, v in final_files(data / "lab" / "p").items()} == bodies
+
+
+def test_metadata_down_on_a_full_disk_rolls_back_and_works_once_space_is_freed(
+    lab: Lab,
+) -> None:
+    """Promise: `metadata down` into a catalog on a full disk fails with one line, the
+    catalog stays consistent (the transaction that cannot commit is rolled back), and
+    the next run, once space is freed, mirrors everything."""
+    for i in range(400):
+        doc = {"i": i, "robot": "sawyer", "note": f"{i}" * 300}
+        lab.put(f"m/{i:03d}.h5", b"x", meta.encode(doc, None, lambda d: "").metadata)
+    with tmpfs(lab.tmp / "small", "200k") as where:
+        catalog = where / "catalog.sqlite"
+        args = ["--catalog", str(catalog), "metadata", "down", "--no-snapshot", "s3://lab/m"]
+        r = run_deon(*args)
+
+        assert r.returncode == 1, r.stderr
+        assert_no_traceback(r.stderr)
+        assert r.stderr.strip().splitlines()[-1] == (
+            f"Error: no space left on {where} for the catalog {catalog}: its last "
+            "transaction was rolled back (free some space, then run again)"
+        )
+        if catalog.exists():
+            db = sqlite3.connect(catalog)
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            db.close()
+
+        remount(where, "size=16m")
+        r = run_deon(*args)
+
+        assert r.returncode == 0, r.stderr
+        db = sqlite3.connect(catalog)
+        assert db.execute("SELECT count(*) FROM objects").fetchone()[0] == 400
+        db.close()
+
+
+def test_a_full_disk_under_the_hash_cache_warns_once_and_transfers_go_on(lab: Lab) -> None:
+    """Promise: when the disk holding deon's state file (hash cache, upload ledger) is
+    full, `down` and `up` still do their work (exit 0), with one warning naming the
+    file; nothing is cached wrongly. Fresh and existing state files alike."""
+    bodies = fill(lab, "h", 20, 8 * KiB)
+    with tmpfs(lab.tmp / "xdg-data", "1m") as xdg:
+        # an existing state file first, then the disk fills up
+        assert run_deon("down", "s3://lab/h", str(lab.tmp / "first")).returncode == 0
+        fill_up(xdg)
+
+        r = run_deon("down", "s3://lab/h", str(lab.tmp / "dest"))
+
+        assert r.returncode == 0, r.stderr
+        assert_no_traceback(r.stderr)
+        assert final_files(lab.tmp / "dest") == {k[2:]: v for k, v in bodies.items()}
+        warnings = [x for x in r.stderr.splitlines() if "cannot write deon's state file" in x]
+        assert len(warnings) == 1, r.stderr
+        assert (
+            "no space left on the device; the transfers themselves are not affected"
+            in (warnings[0])
+        )
+        r = run_deon("up", "s3://lab/up", str(lab.tmp / "dest"))
+        assert r.returncode == 0, r.stderr
+        assert "20 uploaded" in r.stderr
+
+        # a fresh state file on the full disk
+        for f in xdg.glob("deon/state.sqlite*"):
+            f.unlink()
+        fill_up(xdg)
+        r = run_deon("down", "s3://lab/h", str(lab.tmp / "third"))
+        assert r.returncode == 0, r.stderr
+        assert_no_traceback(r.stderr)
+        assert final_files(lab.tmp / "third") == {k[2:]: v for k, v in bodies.items()}

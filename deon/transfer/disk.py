@@ -148,3 +148,20 @@ def local_error(e: OSError, path: Path, needed: int | None = None) -> LocalFileE
     if code == errno.EIO:
         return LocalFileError(f"input/output error writing {path} (a failing disk?)")
     return None
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """ENOSPC, a quota, or SQLite's SQLITE_FULL ("database or disk is full"), also as
+    SQLAlchemy wraps it."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "database or disk is full" in str(e)
+
+
+def catalog_full(path: Path | None, display: str) -> DiskFull:
+    """The error for a catalog that could not commit for lack of space."""
+    where = f" on {mount_point(path)}" if path is not None else ""
+    return DiskFull(
+        f"no space left{where} for the catalog {display}: its last transaction was rolled "
+        "back (free some space, then run again)"
+    )

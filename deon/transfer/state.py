@@ -21,6 +21,7 @@ import contextlib
 import errno
 import os
 import random
+import shutil
 import sqlite3
 import threading
 import time
@@ -93,51 +94,65 @@ class State:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         self._pending: list[tuple[object, ...]] = []
+        self._skip_writes = False
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)  # readable by the user only
-            os.close(fd)
-            db = sqlite3.connect(
-                self.path, timeout=30, check_same_thread=False, isolation_level=None
-            )
-            # Two deon processes creating the file at once can deadlock on its first
-            # schema write (SQLite then answers "database is locked" at once, without
-            # waiting): take the write lock first, and try again for a while if needed.
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    db.execute("PRAGMA journal_mode=WAL")
-                    db.execute("BEGIN IMMEDIATE")
-                    version = db.execute("PRAGMA user_version").fetchone()[0]
-                    if version < SCHEMA_VERSION:
-                        for statement in _SCHEMA.split(";"):
-                            db.execute(statement)
-                        had_v1 = db.execute(
-                            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'files'"
-                        ).fetchone()
-                        if had_v1:
-                            db.execute(_FROM_V1)
-                        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                    db.execute("COMMIT")
-                    break
-                except sqlite3.OperationalError as e:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    if "locked" not in str(e) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(random.uniform(0.01, 0.05))
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.isolation_level = "DEFERRED"  # transactions around writes again, as before
-            self._db = db
+            try:
+                self._db = self._open()
+            except (sqlite3.OperationalError, OSError) as e:
+                if not _cannot_write(e):
+                    raise
+                # A full or read-only disk: this run keeps its cache in memory.
+                self.problem = (
+                    f"cannot write deon's state file {self.path}: {_reason(e, self.path)}"
+                )
+                db = sqlite3.connect(":memory:", check_same_thread=False)
+                for statement in _SCHEMA.split(";"):
+                    db.execute(statement)
+                self._db = db
         return self._db
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)  # readable by the user only
+        os.close(fd)
+        db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        # Two deon processes creating the file at once can deadlock on its first
+        # schema write (SQLite then answers "database is locked" at once, without
+        # waiting): take the write lock first, and try again for a while if needed.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("BEGIN IMMEDIATE")
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version < SCHEMA_VERSION:
+                    for statement in _SCHEMA.split(";"):
+                        db.execute(statement)
+                    had_v1 = db.execute(
+                        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'files'"
+                    ).fetchone()
+                    if had_v1:
+                        db.execute(_FROM_V1)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
+                break
+            except sqlite3.OperationalError as e:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(random.uniform(0.01, 0.05))
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.isolation_level = "DEFERRED"  # transactions around writes again, as before
+        return db
 
     def _write(self, sql: str, rows: list[tuple[object, ...]]) -> None:
         """Write rows in one transaction, unless writing already failed this run."""
-        if self.problem is not None:
-            return
         db = self._conn()
+        if self._skip_writes:
+            return
         try:
             db.executemany(sql, rows)
             db.commit()
@@ -147,7 +162,8 @@ class State:
                     db.rollback()
             if not _cannot_write(e):
                 raise
-            self.problem = f"cannot write deon's state file {self.path}: {_reason(e)}"
+            self.problem = f"cannot write deon's state file {self.path}: {_reason(e, self.path)}"
+            self._skip_writes = True
 
     # -- the upload ledger ----------------------------------------------------------
 
@@ -289,11 +305,17 @@ def _cannot_write(e: BaseException) -> bool:
     return any(w in text for w in ("full", "readonly", "read-only", "disk i/o", "unable to open"))
 
 
-def _reason(e: BaseException) -> str:
+def _reason(e: BaseException, path: Path) -> str:
     if isinstance(e, OSError):
         return e.strerror or str(e)
     text = str(e)
-    return "no space left on the device" if "full" in text.lower() else text
+    if "full" in text.lower():
+        return "no space left on the device"
+    if "disk i/o" in text.lower():  # SQLite's answer when its WAL cannot grow
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(path.parent).free < 64 * 1024:
+                return "no space left on the device"
+    return text
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,8 @@ def _stopped(result: SyncResult, engine: Engine) -> None:
     """Warn once that the run stopped early, and that the state file could not be
     written (neither fails an item by itself)."""
     messages = []
+    if engine.state is not None:
+        engine.state.flush()  # so that a state file that cannot be written is told now
     if engine.halted is not None and engine.untried:
         messages.append(f"stopped early: {engine.halted}; {engine.untried} item(s) not tried")
     if engine.state is not None and engine.state.problem is not None:
