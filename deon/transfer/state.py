@@ -162,8 +162,11 @@ class State:
                     db.rollback()
             if not _cannot_write(e):
                 raise
-            self.problem = f"cannot write deon's state file {self.path}: {_reason(e, self.path)}"
+            self.problem = self._cannot(e)
             self._skip_writes = True
+
+    def _cannot(self, e: BaseException) -> str:
+        return f"cannot write deon's state file {self.path}: {_reason(e, self.path)}"
 
     # -- the upload ledger ----------------------------------------------------------
 
