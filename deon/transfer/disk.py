@@ -22,16 +22,16 @@ from pathlib import Path
 
 from deon.errors import DiskFull, LocalFileError
 
-#: Receives ("fsync", path), ("rename", dest), ("fsync-dir", folder) and, from the
-#: engine, ("done", path) as they happen. None in normal runs.
-trace: Callable[[str, str], None] | None = None
+#: Receives ("fsync", file), ("rename", tmp, dest), ("fsync-dir", folder) and, from
+#: the engine, ("done", file) as they happen. None in normal runs.
+trace: Callable[..., None] | None = None
 
 
-def record(op: str, path: Path | str) -> None:
+def record(op: str, *paths: Path | str) -> None:
     """Pass one step to `trace`, if set."""
     hook = trace
     if hook is not None:
-        hook(op, os.fsdecode(path))
+        hook(op, *(os.fsdecode(p) for p in paths))
 
 
 def fsync_file(fd: int, path: Path) -> None:
@@ -43,7 +43,7 @@ def fsync_file(fd: int, path: Path) -> None:
 def replace(tmp: Path, dest: Path) -> None:
     """Rename a finished file into place (atomic; durable once its folder is synced)."""
     os.replace(tmp, dest)
-    record("rename", dest)
+    record("rename", tmp, dest)
 
 
 def fsync_dir(folder: Path) -> None:
