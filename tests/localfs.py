@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -52,3 +52,30 @@ def remount(path: Path, options: str) -> None:
 def leftovers(root: Path) -> list[Path]:
     """deon's temporary files under a folder."""
     return sorted(p for p in root.rglob(".deon-tmp-*"))
+
+
+@contextmanager
+def read_only_later(path: Path) -> Iterator[Callable[[], None]]:
+    """Yields a function that makes `path` read-only at once, files open for writing or
+    not (a read-only bind mount over it: tmpfs refuses `remount,ro` while a file is open
+    for writing). Unmounted after the block."""
+    why = can_mount()
+    if why is not None:
+        pytest.skip(why)
+    path.mkdir(parents=True, exist_ok=True)
+    mounted: list[bool] = []
+
+    def now() -> None:
+        if mounted:
+            return
+        r = _mount("--bind", str(path), str(path))
+        assert r.returncode == 0, r.stderr
+        mounted.append(True)
+        r = _mount("-o", "remount,bind,ro", str(path))
+        assert r.returncode == 0, r.stderr
+
+    try:
+        yield now
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(path)], capture_output=True)

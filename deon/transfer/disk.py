@@ -98,12 +98,34 @@ NAME_MAX = 255
 def mount_point(path: Path) -> Path:
     """The mount point of the file system holding `path` (or its nearest existing
     parent), to name it in a message."""
-    p = Path(os.path.abspath(path))
+    p = Path(os.path.realpath(path))
+    mounts = _mount_points()
+    if mounts:
+        best = max((m for m in mounts if p == m or m in p.parents), key=lambda m: len(m.parts))
+        return best
     while not p.exists() and p != p.parent:
         p = p.parent
     while p != p.parent and not os.path.ismount(p):
         p = p.parent
     return p
+
+
+def _mount_points() -> list[Path]:
+    """Linux's mount table (bind mounts included, which os.path.ismount misses)."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    points = []
+    for line in lines:
+        fields = line.split(" ")
+        if len(fields) > 1:
+            raw = fields[1]
+            for code in ("\\040", "\\011", "\\012", "\\134"):
+                raw = raw.replace(code, chr(int(code[1:], 8)))
+            points.append(Path(raw))
+    return points if Path("/") in points else []
 
 
 def free_bytes(path: Path) -> int | None:

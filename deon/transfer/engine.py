@@ -318,15 +318,16 @@ class Engine:
             error = disk.local_error(e, dest, size)
             if error is None:
                 raise
+            # A partial download is kept for resuming after an interruption or a network
+            # failure, not after the disk refused it: it would hold on to the space that
+            # is missing, or wait for a name that cannot be made.
+            if size is not None and etag:
+                tmp = resumable_temp_path(dest, etag)
+                for leftover in (tmp, tmp.with_name(tmp.name + ".parts")):
+                    with contextlib.suppress(OSError):
+                        leftover.unlink()
             if isinstance(error, DiskFull):
-                # A partial download kept for resuming would hold on to the space that
-                # is missing: remove it; and every further item would fail the same way.
-                if size is not None and etag:
-                    tmp = resumable_temp_path(dest, etag)
-                    for leftover in (tmp, tmp.with_name(tmp.name + ".parts")):
-                        with contextlib.suppress(OSError):
-                            leftover.unlink()
-                self.halt(str(error))
+                self.halt(str(error))  # every further item would fail the same way
             raise error from e
 
     def sweep_once(self, folder: Path) -> None:
