@@ -14,11 +14,13 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from deon.errors import (
     DeonError,
     DeonWarning,
+    IntegrityError,
     KeyNotFound,
     LocalPathError,
     PreconditionFailed,
@@ -330,6 +332,22 @@ def pull(
 # -- up ------------------------------------------------------------------------------------
 
 
+#: Times `up` sends a file that changes while it goes up before giving up on it.
+UPLOAD_ATTEMPTS = 3
+
+
+class ChangedWhileRead(Exception):
+    """The bytes sent are not the ones hashed: the file changed while it was read."""
+
+
+def _deleted(path: Path) -> str:
+    return f"deleted before it could go up: {path}"
+
+
+def _epoch() -> datetime:
+    return datetime.fromtimestamp(0, timezone.utc)
+
+
 @dataclass(frozen=True)
 class LocalFile:
     path: Path
@@ -392,14 +410,61 @@ def up(
     not_hdf5: list[str] = []
 
     def one(item: LocalFile) -> Outcome:
+        """One file, sent again when it changed while it went up: the object never
+        keeps bytes (or a sha256 header) of a version of the file that is gone."""
         key = address.prefix + item.relative
         uri = f"s3://{address.bucket}/{key}"
         try:
+            check_relative_key(item.relative)
+        except UnsafeKey as e:
+            return Outcome(uri, item.path, Status.FAILED, message=f"unshareable name: {e}")
+        existing = remote.get(key)
+        for _ in range(UPLOAD_ATTEMPTS):
             try:
-                check_relative_key(item.relative)
-            except UnsafeKey as e:
-                return Outcome(uri, item.path, Status.FAILED, message=f"unshareable name: {e}")
-            existing = remote.get(key)
+                outcome, st = attempt(item, key, uri, existing)
+            except FileNotFoundError:
+                return Outcome(uri, item.path, Status.FAILED, message=_deleted(item.path))
+            except ChangedWhileRead:
+                outcome, st = None, None
+            if outcome is not None and (not outcome.ok or outcome.status is Status.PLANNED):
+                return outcome
+            try:
+                now = os.stat(item.path)
+            except FileNotFoundError:
+                if outcome is None:
+                    return Outcome(uri, item.path, Status.FAILED, message=_deleted(item.path))
+                message = f"{item.path} was deleted while it went up; {uri} holds it as it was"
+                result.warnings.append(message)
+                progress.warn(message)
+                return outcome
+            if outcome is not None and st is not None and identity(now) == identity(st):
+                return outcome
+            # Changed since it was hashed: what went up (if anything) is not the file as
+            # it is now. Compare again with what is at the key now, and send it again.
+            try:
+                head = engine.storage.head(address.bucket, key)
+                existing = ObjectInfo(
+                    address.bucket, key, head.size, head.etag, head.last_modified or _epoch()
+                )
+            except KeyNotFound:
+                existing = None
+            except (DeonError, OSError) as e:
+                return failed(uri, item.path, e)
+        return Outcome(
+            uri,
+            item.path,
+            Status.FAILED,
+            message=f"{item.path} kept changing while it went up ({UPLOAD_ATTEMPTS} attempts); "
+            "run again once it is written",
+        )
+
+    def attempt(
+        item: LocalFile, key: str, uri: str, existing: ObjectInfo | None
+    ) -> tuple[Outcome, os.stat_result | None]:
+        """Hash and send the file once; returns the outcome and the file's identity as
+        it was hashed."""
+        st: os.stat_result | None = None
+        try:
             st = os.stat(item.path)
             cached = state.lookup(item.path, st)
             mine = state.upload(address.bucket, key) if existing is not None else None
@@ -414,7 +479,7 @@ def up(
                 # This user uploaded these very bytes, with deon's headers, to this
                 # endpoint, bucket and key, and the object is still that one.
                 progress.advance(st.st_size)
-                return Outcome(uri, item.path, Status.UNCHANGED, st.st_size)
+                return Outcome(uri, item.path, Status.UNCHANGED, st.st_size), st
             # MD5 only to compare with an object of the same size by its ETag.
             md5 = existing is not None and existing.size == st.st_size
             data: bytes | None = None
@@ -428,7 +493,7 @@ def up(
             encoded, hdf5 = _encode_metadata(item.path, digest, sidecar_root, result, progress)
             if not hdf5:
                 not_hdf5.append(item.relative)
-            return _put(
+            outcome = _put(
                 engine,
                 state,
                 address.bucket,
@@ -443,10 +508,15 @@ def up(
                 overwrite=overwrite,
                 dry_run=dry_run,
             )
-        except Cancelled:
+            return outcome, st
+        except (Cancelled, FileNotFoundError):
             raise
+        except IntegrityError as e:
+            if "changed while it was being uploaded" in str(e):
+                raise ChangedWhileRead() from e
+            return failed(uri, item.path, e), st
         except (DeonError, OSError) as e:
-            return failed(uri, item.path, e)
+            return failed(uri, item.path, e), st
 
     done = _collect(result, engine.run(one, files), progress, started, engine)
     if not_hdf5:
