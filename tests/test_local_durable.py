@@ -93,3 +93,23 @@ def test_the_replay_catches_a_missing_fsync(lab: Lab, monkeypatch: pytest.Monkey
 
     with pytest.raises(AssertionError, match="before its bytes were synced"):
         replay(events)
+
+
+def test_the_durability_benchmark_runs(tmp_path: Path) -> None:
+    """bench/durability.py (the cost of the fsyncs, as a ratio against none in the same
+    run) runs in its tiny size, so it cannot rot."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "DURABILITY.md"
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run(
+        [sys.executable, str(root / "bench" / "durability.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = out.read_text()
+    assert "| download | no fsync s | fsync s | ratio |" in report
+    assert "| 60 x 4 KiB |" in report and "| 1 x 17 MiB |" in report

@@ -23,7 +23,13 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    FIRST_EXCEPTION,
+    Future,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +70,8 @@ T = TypeVar("T")
 
 #: Attempts at a response body that breaks while streaming (each resumes where it broke).
 STREAM_ATTEMPTS = 6
+#: Longest delay between an item finishing and its being reported done (see Engine.run).
+REPORT_SECONDS = 0.1
 
 
 def _umask() -> int:
@@ -240,16 +248,32 @@ class Engine:
 
         try:
             futures = [self._items.submit(guarded, item) for item in items]
-            for future in as_completed(futures):
-                outcome = future.result()
-                if outcome is None:
-                    self.untried += 1
-                    continue
-                self.dirs.flush()  # what it renamed is durable before it is reported done
-                if disk.trace is not None and outcome.local is not None:
-                    disk.record("done", outcome.local)
-                self.progress.item_done(outcome)
-                yield outcome
+            # Outcomes are reported in batches, at most REPORT_SECONDS after they come:
+            # one sync of each folder makes a whole batch's renames durable before any of
+            # them is reported done.
+            waiting: set[Future[Outcome | None]] = set(futures)
+            batch: list[Outcome] = []
+            since = time.monotonic()
+            while waiting:
+                finished, waiting = wait(
+                    waiting, timeout=REPORT_SECONDS, return_when=FIRST_COMPLETED
+                )
+                for future in finished:
+                    outcome = future.result()
+                    if outcome is None:
+                        self.untried += 1
+                    else:
+                        batch.append(outcome)
+                now = time.monotonic()
+                if batch and (not waiting or not finished or now - since >= REPORT_SECONDS):
+                    self.dirs.flush()  # what they renamed is durable before it is reported
+                    since = now
+                    for outcome in batch:
+                        if disk.trace is not None and outcome.local is not None:
+                            disk.record("done", outcome.local)
+                        self.progress.item_done(outcome)
+                        yield outcome
+                    batch = []
         except BaseException:
             self.cancel.set()
             for f in futures:
