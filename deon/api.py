@@ -538,9 +538,7 @@ def select(
     except BaseException:
         reader.close()
         raise
-    columns, rows = run(
-        reader, where=where, sql=sql, limit=limit, columns=only or "*", close=True
-    )
+    columns, rows = run(reader, where=where, sql=sql, limit=limit, columns=only or "*", close=True)
     return Selection(columns, rows, column_kinds)
 
 

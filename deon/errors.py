@@ -118,6 +118,12 @@ class WarningCode(str, Enum):
     SNAPSHOT_UNUSED = "snapshot-unused"
     #: a source is now mirrored from another endpoint than before
     ENDPOINT_MOVED = "endpoint-moved"
+    #: the run stopped early (a full disk): the items not tried are counted
+    STOPPED_EARLY = "stopped-early"
+    #: deon's state file (hash cache, upload ledger) could not be written
+    STATE_UNWRITABLE = "state-unwritable"
+    #: a local file was deleted while it went up (the object holds it as it was)
+    DELETED_DURING_UP = "deleted-during-up"
     #: any other warning (its text says what)
     OTHER = "other"
 

@@ -293,8 +293,6 @@ class ColumnInfo:
     examples: list[Any]
 
 
-
-
 #: `--columns` takes its example values from this many rows (the first ones stored).
 SAMPLE_ROWS = 10_000
 

@@ -55,6 +55,8 @@ _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 def is_sha256(text: object) -> bool:
     """Whether `text` is a sha256 hex digest (64 hex digits, either case)."""
     return isinstance(text, str) and _SHA256_RE.fullmatch(text) is not None
+
+
 _SIZE_RE = re.compile(r"[0-9]{1,20}")
 _SPACE_RUN_RE = re.compile(r" {2,}")
 

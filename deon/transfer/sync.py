@@ -176,9 +176,19 @@ def _stopped(result: SyncResult, engine: Engine) -> None:
     if engine.state is not None:
         engine.state.flush()  # so that a state file that cannot be written is told now
     if engine.halted is not None and engine.untried:
-        messages.append(f"stopped early: {engine.halted}; {engine.untried} item(s) not tried")
+        messages.append(
+            DeonWarning(
+                WarningCode.STOPPED_EARLY,
+                f"stopped early: {engine.halted}; {engine.untried} item(s) not tried",
+            )
+        )
     if engine.state is not None and engine.state.problem is not None:
-        messages.append(f"{engine.state.problem}; the transfers themselves are not affected")
+        messages.append(
+            DeonWarning(
+                WarningCode.STATE_UNWRITABLE,
+                f"{engine.state.problem}; the transfers themselves are not affected",
+            )
+        )
     for message in messages:
         result.warnings.append(message)
         engine.progress.warn(message)
@@ -433,7 +443,10 @@ def up(
             except FileNotFoundError:
                 if outcome is None:
                     return Outcome(uri, item.path, Status.FAILED, message=_deleted(item.path))
-                message = f"{item.path} was deleted while it went up; {uri} holds it as it was"
+                message = DeonWarning(
+                    WarningCode.DELETED_DURING_UP,
+                    f"{item.path} was deleted while it went up; {uri} holds it as it was",
+                )
                 result.warnings.append(message)
                 progress.warn(message)
                 return outcome
