@@ -15,6 +15,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "buckets": "deon.api",
     "up": "deon.api",
+    "up_watch": "deon.api",
+    "repeat": "deon.api",
     "down": "deon.api",
     "pull": "deon.api",
     "show": "deon.api",
@@ -51,7 +53,9 @@ __all__ = [
     "pull",
     "query",
     "show",
+    "repeat",
     "up",
+    "up_watch",
     "verify",
 ]
 
@@ -65,8 +69,10 @@ if TYPE_CHECKING:
         publish,
         pull,
         query,
+        repeat,
         show,
         up,
+        up_watch,
         verify,
     )
     from deon.config import Settings, load_settings

@@ -17,7 +17,7 @@ worker threads (one unit per byte moved, or per object mirrored).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from deon.uri import S3Address, parse_address, parse_folder_address, parse_objec
 if TYPE_CHECKING:
     from deon.catalog.db import Catalog
     from deon.mirror.refresh import MirrorResult
+    from deon.transfer.watch import WatchReport, WatchResult
 
 
 def _settings(settings: config.Settings | None, **options: Any) -> config.Settings:
@@ -108,6 +109,73 @@ def up(
     local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, target)
     with _engine(s, progress) as (engine, state):
         return sync.up(engine, state, target, local, overwrite=overwrite, dry_run=dry_run)
+
+
+def up_watch(
+    address: str | S3Address,
+    local_dir: str | Path | None = None,
+    *,
+    settle: float = 5.0,
+    poll: float | None = None,
+    exclude: Iterable[str] = (),
+    grace: float = 20.0,
+    overwrite: bool = False,
+    report: WatchReport | None = None,
+    handle_signals: bool = True,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> WatchResult:
+    """Upload what is under `local_dir`, as `up` does, then keep running and upload each
+    new or changed file as soon as it is complete, until stopped (`deon up --watch`).
+
+    A file is complete when it has not changed for `settle` seconds, no process has it
+    open for writing (Linux), and, for HDF5, it opens cleanly read-only. Failed uploads
+    are retried with backoff until they succeed. With `handle_signals` (main thread
+    only), SIGTERM or Ctrl-C stops: no new file is taken, uploads in flight get `grace`
+    seconds to finish and are then abandoned (multipart uploads aborted); a second
+    Ctrl-C abandons them at once (`WatchResult.interrupted`).
+
+    Args:
+        address: `s3://BUCKET/PREFIX`.
+        local_dir: the folder to watch; default DATA_DIR/BUCKET/PREFIX.
+        settle: seconds a file must stay unchanged.
+        poll: scan every `poll` seconds instead of listening for events.
+        exclude: more fnmatch patterns to leave out (`*.tmp`, `.*.swp`, `*.part` are).
+        grace: seconds uploads in flight may take to finish once stop is asked.
+        overwrite: replace different objects someone else uploaded.
+        report: receives each upload, failures and the status.
+        settings: resolved settings; by default from the environment and config file.
+        **options: overrides: endpoint_url, profile, jobs, data_dir.
+    """
+    from deon.transfer.watch import Watcher, WatchOptions, stop_on_signals
+
+    s = _settings(settings, **options)
+    target = _folder(address)
+    local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, target)
+    opts = WatchOptions(
+        settle=settle, poll=poll, exclude=tuple(exclude), grace=grace, overwrite=overwrite
+    )
+    state = State()
+    try:
+        watcher = Watcher(
+            make_storage(s), state, target, local, jobs=s.jobs, options=opts, report=report
+        )
+        with stop_on_signals(watcher) if handle_signals else contextlib.nullcontext():
+            return watcher.run()
+    finally:
+        state.close()
+
+
+def repeat(run_round: Callable[[], Any], every: str | float, **kwargs: Any) -> int:
+    """Run `run_round` every `every` (seconds, or `30s`, `5m`, `1h`) until stopped, as
+    `--every` does: rounds never overlap, an error in one round goes to `on_error` and
+    the next round still runs. See deon.tools.schedule.repeat for the keyword arguments.
+    """
+    from deon.tools.schedule import parse_duration
+    from deon.tools.schedule import repeat as _repeat
+
+    seconds = parse_duration(every) if isinstance(every, str) else float(every)
+    return _repeat(run_round, seconds, **kwargs)
 
 
 def down(

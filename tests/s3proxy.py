@@ -72,6 +72,8 @@ class Rules:
     #: (method, key) -> fault for the next such request only
     once: dict[tuple[str, str], str] = field(default_factory=dict)
     faults: Counter[str] = field(default_factory=Counter)
+    #: keep every request body: (kind, key, body) in S3Proxy.bodies
+    record_bodies: bool = False
 
     def pick(self, key: str, lock: threading.Lock, method: str = "") -> str | None:
         """The fault for this request, if any (seeded, so runs are repeatable)."""
@@ -102,6 +104,8 @@ class S3Proxy:
         self.log: list[tuple[str, str]] = []
         #: request body bytes received (what clients sent)
         self.bytes_in = 0
+        #: (kind, key, body) of every request, with Rules.record_bodies
+        self.bodies: list[tuple[str, str, bytes]] = []
         self.rules = Rules()
         self.lock = threading.Lock()
         self.key_locks: dict[str, threading.Lock] = {}
@@ -137,6 +141,7 @@ class S3Proxy:
             self.counts.clear()
             self.log.clear()
             self.bytes_in = 0
+            self.bodies.clear()
             self.rules = Rules()
 
     def count(self, *kinds: str) -> int:
@@ -155,6 +160,8 @@ class S3Proxy:
             self.log.append((kind, key))
             self.bytes_in += len(body)
             rules = self.rules
+            if rules.record_bodies:
+                self.bodies.append((kind, key, body))
         if rules.before is not None:
             rules.before(h.command, key, split.query)
         claimed = h.headers.get("x-amz-content-sha256", "")

@@ -18,6 +18,7 @@ class Env:
 
     overrides: dict[str, Any] = field(default_factory=dict)
     quiet: bool = False
+    prefix: str = ""  # before each line of chatter: "round 3 (12:00:05): " with --every
 
     def settings(self) -> Any:
         return config.load_settings(**self.overrides)
@@ -25,7 +26,7 @@ class Env:
     def log(self, message: str) -> None:
         """One line of chatter on stderr (none with -q)."""
         if not self.quiet:
-            click.echo(printable(message), err=True)
+            click.echo(printable(self.prefix + message), err=True)
 
 
 pass_env = click.make_pass_decorator(Env)

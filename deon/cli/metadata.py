@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 import deon
-from deon.cli import _env
+from deon.cli import _env, _watch
 from deon.cli._env import Env, pass_env
 from deon.cli._progress import Bar
 from deon.cli._render import human
@@ -35,8 +35,15 @@ def metadata() -> None:
     help="HEAD every new or changed object; ignore "
     "snapshots published with `deon metadata publish`.",
 )
+@_watch.every_options
 @pass_env
-def metadata_down(env: Env, addresses: tuple[str, ...], no_snapshot: bool) -> None:
+def metadata_down(
+    env: Env,
+    addresses: tuple[str, ...],
+    no_snapshot: bool,
+    every: str | None = None,
+    interval: float | None = None,
+) -> None:
     """Mirror the metadata of every object under each ADDRESS into the catalog.
 
     Incremental: objects whose ETag and LastModified are unchanged since the last run
@@ -50,28 +57,32 @@ def metadata_down(env: Env, addresses: tuple[str, ...], no_snapshot: bool) -> No
     Example:
         deon metadata down s3://lab-data/alice s3://lab-data/bob
         deon metadata down
+        deon metadata down --every 5m
     """
     from deon import api
 
-    s = env.settings()
-    progress = Bar(env.quiet, unit="obj")
-    result = api.mirror(addresses, snapshots=not no_snapshot, progress=progress, settings=s)
-    errors = result.source_errors
-    if len(addresses) == 1 and len(errors) == 1 and isinstance(errors[0], UsageError):
-        raise errors[0]  # the one address is bad input (no such bucket): exit 2
-    # Several addresses are items: each failure is named, and the exit status is 1.
-    for uri, message in result.failed:
-        click.echo(printable(f"error: {uri}: {message}"), err=True)
-    env.log(
-        f"metadata down {' '.join(result.sources)}: {result.new} new"
-        + (f" ({result.from_snapshot} from a snapshot)" if result.from_snapshot else "")
-        + f", {result.changed} "
-        f"changed, {result.deleted} deleted, {result.unchanged} unchanged"
-        + (f", {len(result.failed)} failed" if result.failed else "")
-        + f" in {result.seconds:.1f} s"
-    )
-    if result.failed:
-        raise click.exceptions.Exit(ExitStatus.ERROR)
+    def body() -> None:
+        s = env.settings()
+        progress = Bar(env.quiet, unit="obj")
+        result = api.mirror(addresses, snapshots=not no_snapshot, progress=progress, settings=s)
+        errors = result.source_errors
+        if len(addresses) == 1 and len(errors) == 1 and isinstance(errors[0], UsageError):
+            raise errors[0]  # the one address is bad input (no such bucket): exit 2
+        # Several addresses are items: each failure is named, and the exit status is 1.
+        for uri, message in result.failed:
+            click.echo(printable(f"error: {uri}: {message}"), err=True)
+        env.log(
+            f"metadata down {' '.join(result.sources)}: {result.new} new"
+            + (f" ({result.from_snapshot} from a snapshot)" if result.from_snapshot else "")
+            + f", {result.changed} "
+            f"changed, {result.deleted} deleted, {result.unchanged} unchanged"
+            + (f", {len(result.failed)} failed" if result.failed else "")
+            + f" in {result.seconds:.1f} s"
+        )
+        if result.failed:
+            raise click.exceptions.Exit(ExitStatus.ERROR)
+
+    _watch.repeat(env, _watch.every_seconds(every, interval), body)
 
 
 @metadata.command("publish")

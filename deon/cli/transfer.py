@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from deon.cli import _env
+from deon.cli import _env, _watch
 from deon.cli._env import Env, pass_env
 from deon.cli._errors import DeonClickError
 from deon.cli._progress import Bar
@@ -37,8 +37,24 @@ def buckets(env: Env) -> None:
 @click.argument("local_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--overwrite", is_flag=True, help="Replace different objects someone else uploaded.")
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be uploaded; send nothing.")
+@_watch.watch_options
+@_watch.every_options
 @pass_env
-def up(env: Env, address: str, local_dir: Path | None, overwrite: bool, dry_run: bool) -> None:
+def up(
+    env: Env,
+    address: str,
+    local_dir: Path | None,
+    overwrite: bool,
+    dry_run: bool,
+    watch: bool,
+    every: str | None,
+    interval: float | None,
+    settle: float | None,
+    poll: float | None,
+    exclude: tuple[str, ...],
+    grace: float | None,
+    verbose: bool,
+) -> None:
     """Upload new and changed files under LOCAL_DIR to ADDRESS.
 
     Relative paths are kept. Each HDF5 file's attrs['metadata'] JSON goes into the
@@ -47,23 +63,39 @@ def up(env: Env, address: str, local_dir: Path | None, overwrite: bool, dry_run:
     or pass --overwrite. LOCAL_DIR defaults to DATA_DIR/BUCKET/PREFIX. Prints the URI
     of every file that is now in the bucket.
 
+    With --watch, keeps running and uploads each new or changed file once it is
+    complete: unchanged for --settle seconds, not open for writing, and (HDF5) readable.
+    SIGTERM or Ctrl-C stops it (exit 0). --every repeats the upload on a schedule.
+
     \b
     Example:
         deon up s3://lab-data/alice ./trajectories
         deon up --dry-run s3://lab-data/alice
+        deon up --watch s3://lab-data/alice ./trajectories
+        deon up --every 10m s3://lab-data/alice
     """
     from deon import api
 
-    progress = Bar(env.quiet, lambda o: o.uri)
-    result = api.up(
-        address,
-        local_dir,
-        overwrite=overwrite,
-        dry_run=dry_run,
-        progress=progress,
-        settings=env.settings(),
-    )
-    summarize(env.log, result, "uploaded")
+    period = _watch.every_seconds(every, interval)
+    tuning: dict[str, Any] = {"settle": settle, "poll": poll, "exclude": exclude, "grace": grace}
+    _watch.check_watch_usage(watch, period, dry_run, **tuning, verbose=verbose)
+    if watch:
+        _watch.run_watch(env, address, local_dir, overwrite=overwrite, verbose=verbose, **tuning)
+        return
+
+    def body() -> None:
+        progress = Bar(env.quiet, lambda o: o.uri)
+        result = api.up(
+            address,
+            local_dir,
+            overwrite=overwrite,
+            dry_run=dry_run,
+            progress=progress,
+            settings=env.settings(),
+        )
+        summarize(env.log, result, "uploaded")
+
+    _watch.repeat(env, period, body)
 
 
 @click.command()
@@ -71,8 +103,17 @@ def up(env: Env, address: str, local_dir: Path | None, overwrite: bool, dry_run:
 @click.argument("local_dir", required=False, type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Download even files that are up to date.")
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be downloaded.")
+@_watch.every_options
 @pass_env
-def down(env: Env, address: str, local_dir: Path | None, force: bool, dry_run: bool) -> None:
+def down(
+    env: Env,
+    address: str,
+    local_dir: Path | None,
+    force: bool,
+    dry_run: bool,
+    every: str | None,
+    interval: float | None,
+) -> None:
     """Make LOCAL_DIR hold every object under ADDRESS.
 
     Files already up to date are skipped; the rest are downloaded concurrently,
@@ -83,19 +124,23 @@ def down(env: Env, address: str, local_dir: Path | None, force: bool, dry_run: b
     Example:
         deon down s3://lab-data/alice
         deon down s3://lab-data/bob/2026-11 ./bob
+        deon down --every 1h s3://lab-data/bob
     """
     from deon import api
 
-    progress = Bar(env.quiet, lambda o: str(o.local))
-    result = api.down(
-        address,
-        local_dir,
-        force=force,
-        dry_run=dry_run,
-        progress=progress,
-        settings=env.settings(),
-    )
-    summarize(env.log, result, "downloaded")
+    def body() -> None:
+        progress = Bar(env.quiet, lambda o: str(o.local))
+        result = api.down(
+            address,
+            local_dir,
+            force=force,
+            dry_run=dry_run,
+            progress=progress,
+            settings=env.settings(),
+        )
+        summarize(env.log, result, "downloaded")
+
+    _watch.repeat(env, _watch.every_seconds(every, interval), body)
 
 
 def read_uris(lines: Any) -> list[str]:

@@ -54,6 +54,8 @@ from deon.uri import (
 )
 
 HDF5_CONTENT_TYPE = "application/x-hdf5"
+#: Why a file that was written to while deon read it was not sent.
+CHANGED_WHILE_READ = "changed while it was being read; not sent (run again once it is complete)"
 
 
 @dataclass(frozen=True)
@@ -416,120 +418,14 @@ def up(
     progress.begin("up", len(files), sum(f.size for f in files))
     for w in result.warnings:
         progress.warn(w)
-    sidecar_root = f"{address.prefix}{RESERVED_SEGMENT}/meta/"
     not_hdf5: list[str] = []
 
     def one(item: LocalFile) -> Outcome:
-        """One file, sent again when it changed while it went up: the object never
-        keeps bytes (or a sha256 header) of a version of the file that is gone."""
         key = address.prefix + item.relative
-        uri = f"s3://{address.bucket}/{key}"
-        try:
-            check_relative_key(item.relative)
-        except UnsafeKey as e:
-            return Outcome(uri, item.path, Status.FAILED, message=f"unshareable name: {e}")
-        existing = remote.get(key)
-        for _ in range(UPLOAD_ATTEMPTS):
-            try:
-                outcome, st = attempt(item, key, uri, existing)
-            except FileNotFoundError:
-                return Outcome(uri, item.path, Status.FAILED, message=_deleted(item.path))
-            except ChangedWhileRead:
-                outcome, st = None, None
-            if outcome is not None and (not outcome.ok or outcome.status is Status.PLANNED):
-                return outcome
-            try:
-                now = os.stat(item.path)
-            except FileNotFoundError:
-                if outcome is None:
-                    return Outcome(uri, item.path, Status.FAILED, message=_deleted(item.path))
-                message = DeonWarning(
-                    WarningCode.DELETED_DURING_UP,
-                    f"{item.path} was deleted while it went up; {uri} holds it as it was",
-                )
-                result.warnings.append(message)
-                progress.warn(message)
-                return outcome
-            if outcome is not None and st is not None and identity(now) == identity(st):
-                return outcome
-            # Changed since it was hashed: what went up (if anything) is not the file as
-            # it is now. Compare again with what is at the key now, and send it again.
-            try:
-                head = engine.storage.head(address.bucket, key)
-                existing = ObjectInfo(
-                    address.bucket, key, head.size, head.etag, head.last_modified or _epoch()
-                )
-            except KeyNotFound:
-                existing = None
-            except (DeonError, OSError) as e:
-                return failed(uri, item.path, e)
-        return Outcome(
-            uri,
-            item.path,
-            Status.FAILED,
-            message=f"{item.path} kept changing while it went up ({UPLOAD_ATTEMPTS} attempts); "
-            "run again once it is written",
-        )
-
-    def attempt(
-        item: LocalFile, key: str, uri: str, existing: ObjectInfo | None
-    ) -> tuple[Outcome, os.stat_result | None]:
-        """Hash and send the file once; returns the outcome and the file's identity as
-        it was hashed."""
-        st: os.stat_result | None = None
-        try:
-            st = os.stat(item.path)
-            cached = state.lookup(item.path, st)
-            mine = state.upload(address.bucket, key) if existing is not None else None
-            if (
-                existing is not None
-                and cached is not None
-                and mine is not None
-                and existing.size == st.st_size
-                and mine.etag == existing.etag
-                and mine.sha256 == cached.sha256
-            ):
-                # This user uploaded these very bytes, with deon's headers, to this
-                # endpoint, bucket and key, and the object is still that one.
-                progress.advance(st.st_size)
-                return Outcome(uri, item.path, Status.UNCHANGED, st.st_size), st
-            # MD5 only to compare with an object of the same size by its ETag.
-            md5 = existing is not None and existing.size == st.st_size
-            data: bytes | None = None
-            if uses_multipart(st.st_size):
-                digest = digest_file(item.path, engine.cancel, md5=md5)
-            else:
-                data = item.path.read_bytes()  # read once: hashed, then sent as is
-                digest = digest_bytes(data, md5=md5)
-            if os.stat(item.path) == st:
-                state.remember(item.path, st, digest.sha256, md5=digest.md5)
-            encoded, hdf5 = _encode_metadata(item.path, digest, sidecar_root, result, progress)
-            if not hdf5:
-                not_hdf5.append(item.relative)
-            outcome = _put(
-                engine,
-                state,
-                address.bucket,
-                key,
-                item.path,
-                digest,
-                data,
-                st,
-                encoded,
-                hdf5,
-                existing,
-                overwrite=overwrite,
-                dry_run=dry_run,
-            )
-            return outcome, st
-        except (Cancelled, FileNotFoundError):
-            raise
-        except IntegrityError as e:
-            if "changed while it was being uploaded" in str(e):
-                raise ChangedWhileRead() from e
-            return failed(uri, item.path, e), st
-        except (DeonError, OSError) as e:
-            return failed(uri, item.path, e), st
+        return upload_file(
+            engine, state, address, item, remote.get(key), result,
+            overwrite=overwrite, dry_run=dry_run, not_hdf5=not_hdf5,
+        )  # fmt: skip
 
     done = _collect(result, engine.run(one, files), progress, started, engine)
     if not_hdf5:
@@ -541,6 +437,171 @@ def up(
             )
         )
     return done
+
+
+def upload_file(
+    engine: Engine,
+    state: State,
+    address: S3Address,
+    item: LocalFile,
+    existing: ObjectInfo | None,
+    result: SyncResult,
+    *,
+    overwrite: bool = False,
+    dry_run: bool = False,
+    not_hdf5: list[str] | None = None,
+    expect: tuple[int, int, int, int, int] | None = None,
+) -> Outcome:
+    """Upload one file to ADDRESS/RELATIVE (see `deon.api.up`), given what LIST said of
+    the object at its key (`existing`). Warnings go to `result` and the progress.
+
+    The file is read (and its metadata taken) between two looks at it: when it changed
+    in between, nothing is sent, because the bytes read may be half old and half new
+    (a FAILED outcome saying so). With `expect`, the file must also still be the one
+    with that identity (`state.identity`), e.g. the one `up --watch` found complete.
+
+    After it is sent, the file is looked at again: when it changed since it was hashed,
+    the object holds a version that is gone, so it is compared again and sent again
+    (UPLOAD_ATTEMPTS in all; `up --watch`, which gives `expect`, settles it itself). A
+    file deleted meanwhile is named.
+    """
+    key = address.prefix + item.relative
+    uri = f"s3://{address.bucket}/{key}"
+    try:
+        check_relative_key(item.relative)
+    except UnsafeKey as e:
+        return Outcome(uri, item.path, Status.FAILED, message=f"unshareable name: {e}")
+    progress = engine.progress
+    for _ in range(UPLOAD_ATTEMPTS):
+        try:
+            outcome, st = _upload_once(
+                engine, state, address, item, key, existing, result,
+                overwrite=overwrite, dry_run=dry_run, not_hdf5=not_hdf5, expect=expect,
+            )  # fmt: skip
+        except FileNotFoundError:
+            return Outcome(uri, item.path, Status.FAILED, message=_deleted(item.path))
+        except ChangedWhileRead:
+            outcome, st = None, None
+        if outcome is not None and (not outcome.ok or outcome.status is Status.PLANNED):
+            return outcome
+        try:
+            now = os.stat(item.path)
+        except FileNotFoundError:
+            if outcome is None:
+                return Outcome(uri, item.path, Status.FAILED, message=_deleted(item.path))
+            message = DeonWarning(
+                WarningCode.DELETED_DURING_UP,
+                f"{item.path} was deleted while it went up; {uri} holds it as it was",
+            )
+            result.warnings.append(message)
+            progress.warn(message)
+            return outcome
+        if outcome is not None and (
+            expect is not None or (st is not None and identity(now) == identity(st))
+        ):
+            return outcome
+        # Changed since it was hashed: what went up (if anything) is not the file as it
+        # is now. Compare again with what is at the key now, and send it again.
+        try:
+            head = engine.storage.head(address.bucket, key)
+            existing = ObjectInfo(
+                address.bucket, key, head.size, head.etag, head.last_modified or _epoch()
+            )
+        except KeyNotFound:
+            existing = None
+        except (DeonError, OSError) as e:
+            return failed(uri, item.path, e)
+    return Outcome(
+        uri,
+        item.path,
+        Status.FAILED,
+        message=f"{item.path} kept changing while it went up ({UPLOAD_ATTEMPTS} attempts); "
+        "run again once it is written",
+    )
+
+
+def _upload_once(
+    engine: Engine,
+    state: State,
+    address: S3Address,
+    item: LocalFile,
+    key: str,
+    existing: ObjectInfo | None,
+    result: SyncResult,
+    *,
+    overwrite: bool,
+    dry_run: bool,
+    not_hdf5: list[str] | None,
+    expect: tuple[int, int, int, int, int] | None,
+) -> tuple[Outcome, os.stat_result | None]:
+    """Hash and send the file once: the outcome, and the file as it was hashed.
+
+    Raises:
+        FileNotFoundError: the file is gone.
+        ChangedWhileRead: the bytes sent were not the ones hashed (a multipart upload's
+            parts, read again, differed); nothing was completed.
+    """
+    progress = engine.progress
+    uri = f"s3://{address.bucket}/{key}"
+    sidecar_root = f"{address.prefix}{RESERVED_SEGMENT}/meta/"
+    st: os.stat_result | None = None
+    try:
+        st = os.stat(item.path)
+        if expect is not None and identity(st) != expect:
+            return Outcome(uri, item.path, Status.FAILED, message=CHANGED_WHILE_READ), st
+        cached = state.lookup(item.path, st)
+        mine = state.upload(address.bucket, key) if existing is not None else None
+        if (
+            existing is not None
+            and cached is not None
+            and mine is not None
+            and existing.size == st.st_size
+            and mine.etag == existing.etag
+            and mine.sha256 == cached.sha256
+        ):
+            # This user uploaded these very bytes, with deon's headers, to this
+            # endpoint, bucket and key, and the object is still that one.
+            progress.advance(st.st_size)
+            return Outcome(uri, item.path, Status.UNCHANGED, st.st_size), st
+        # MD5 only to compare with an object of the same size by its ETag.
+        md5 = existing is not None and existing.size == st.st_size
+        data: bytes | None = None
+        if uses_multipart(st.st_size):
+            digest = digest_file(item.path, engine.cancel, md5=md5)
+        else:
+            data = item.path.read_bytes()  # read once: hashed, then sent as is
+            digest = digest_bytes(data, md5=md5)
+        encoded, hdf5 = _encode_metadata(item.path, digest, sidecar_root, result, progress)
+        if identity(os.stat(item.path)) != identity(st):
+            # Written to while read: what was read may be no version the file ever had.
+            return Outcome(uri, item.path, Status.FAILED, message=CHANGED_WHILE_READ), st
+        state.remember(item.path, st, digest.sha256, md5=digest.md5)
+        if not hdf5 and not_hdf5 is not None:
+            not_hdf5.append(item.relative)
+        outcome = _put(
+            engine,
+            state,
+            address.bucket,
+            key,
+            item.path,
+            digest,
+            data,
+            st,
+            encoded,
+            hdf5,
+            existing,
+            overwrite=overwrite,
+            dry_run=dry_run,
+        )
+        return outcome, st
+    except (Cancelled, FileNotFoundError):
+        raise
+    except IntegrityError as e:
+        if "changed while it was being uploaded" in str(e):
+            raise ChangedWhileRead() from e
+        return failed(uri, item.path, e), st
+    except (DeonError, OSError) as e:
+        return failed(uri, item.path, e), st
 
 
 def _encode_metadata(
