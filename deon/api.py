@@ -55,10 +55,15 @@ def make_storage(settings: config.Settings) -> Storage:
 
 
 @contextlib.contextmanager
+def _state(s: config.Settings) -> State:
+    """The user's state file, its knowledge bound to the endpoint in use."""
+    return State(endpoint=endpoint_id(s.endpoint_url))
+
+
 def _engine(s: config.Settings, progress: Progress | None) -> Iterator[tuple[Engine, State]]:
     """The transfer engine of one command and the user's upload ledger, both closed
     when the command ends, however it ends."""
-    state = State(endpoint=endpoint_id(s.endpoint_url))
+    state = _state(s)
     try:
         with Engine(make_storage(s), s.jobs, progress, state) as engine:
             yield engine, state
@@ -155,7 +160,7 @@ def up_watch(
     opts = WatchOptions(
         settle=settle, poll=poll, exclude=tuple(exclude), grace=grace, overwrite=overwrite
     )
-    state = State()
+    state = _state(s)
     try:
         watcher = Watcher(
             make_storage(s), state, target, local, jobs=s.jobs, options=opts, report=report
@@ -500,7 +505,7 @@ def verify(
         if key and not key.endswith("/"):
             exact = [r for r in found if r.key == key]
             found = exact or [r for r in found if r.key.startswith(key + "/")]
-    state = State(endpoint=endpoint_id(s.endpoint_url))
+    state = _state(s)
     try:
         return _verify(found, address, s.data_dir, local, state, jobs=s.jobs, on_finding=on_finding)
     finally:
