@@ -54,12 +54,12 @@ def make_storage(settings: config.Settings) -> Storage:
     )
 
 
-@contextlib.contextmanager
 def _state(s: config.Settings) -> State:
     """The user's state file, its knowledge bound to the endpoint in use."""
     return State(endpoint=endpoint_id(s.endpoint_url))
 
 
+@contextlib.contextmanager
 def _engine(s: config.Settings, progress: Progress | None) -> Iterator[tuple[Engine, State]]:
     """The transfer engine of one command and the user's upload ledger, both closed
     when the command ends, however it ends."""
