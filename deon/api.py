@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deon import config
-from deon.errors import LocalPathError
+from deon.errors import DeonError, LocalPathError
 from deon.metadata.hdf5 import Description, describe
 from deon.mirror.sources import endpoint_id
 from deon.results import Progress, SyncResult
@@ -35,6 +35,8 @@ from deon.uri import S3Address, parse_address, parse_folder_address, parse_objec
 
 if TYPE_CHECKING:
     from deon.catalog.db import Catalog
+    from deon.manifest.format import Difference, Manifest
+    from deon.metadata.readers import Reader
     from deon.mirror.refresh import MirrorResult
     from deon.transfer.watch import WatchReport, WatchResult
 
@@ -112,8 +114,11 @@ def up(
     s = _settings(settings, **options)
     target = _folder(address)
     local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, target)
+    readers = metadata_readers(s)  # a bad reader name stops `up` before any work
     with _engine(s, progress) as (engine, state):
-        return sync.up(engine, state, target, local, overwrite=overwrite, dry_run=dry_run)
+        return sync.up(
+            engine, state, target, local, overwrite=overwrite, dry_run=dry_run, readers=readers
+        )
 
 
 def up_watch(
@@ -158,7 +163,12 @@ def up_watch(
     target = _folder(address)
     local = Path(local_dir).expanduser() if local_dir is not None else _default_dir(s, target)
     opts = WatchOptions(
-        settle=settle, poll=poll, exclude=tuple(exclude), grace=grace, overwrite=overwrite
+        settle=settle,
+        poll=poll,
+        exclude=tuple(exclude),
+        grace=grace,
+        overwrite=overwrite,
+        readers=tuple(metadata_readers(s)),
     )
     state = _state(s)
     try:
@@ -211,10 +221,11 @@ def down(
 
 
 def pull(
-    uris: Iterable[str | S3Address],
+    uris: Iterable[str | S3Address] | None = None,
     data_dir: str | Path | None = None,
     force: bool = False,
     *,
+    manifest: str | Path | bytes | Manifest | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
     settings: config.Settings | None = None,
@@ -226,18 +237,276 @@ def pull(
         uris: `s3://BUCKET/KEY` strings (or addresses); duplicates are fetched once.
         data_dir: the local root; default from settings (`--data-dir`, `DEON_DATA_DIR`).
         force: download even files that are already up to date.
+        manifest: instead of `uris`, a manifest (a `Manifest`, a file, the s3:// URI
+            of a published one, or its bytes): exactly its bytes (see deon.manifest.fetch). No
+            catalog is used.
         dry_run: decide, but download nothing.
 
     Raises:
         AddressError: a URI is malformed (nothing is downloaded then).
+        ManifestError: the manifest is not one, or was edited (nothing is downloaded).
     """
     s = _settings(settings, **options)
     root = Path(data_dir).expanduser() if data_dir is not None else s.data_dir
+    if manifest is not None:
+        if uris is not None:
+            from deon.errors import UsageError
+
+            raise UsageError("give URIs or a manifest, not both")
+        return _pull_manifest(manifest, root, force, dry_run, progress, s)
+    if uris is None:
+        from deon.errors import UsageError
+
+        raise UsageError("nothing to pull: give URIs or a manifest")
     addresses = [u if isinstance(u, S3Address) else parse_object_uri(u) for u in uris]
     with contextlib.closing(_CatalogHints(s)) as hints:
         known = hints([a.uri for a in addresses])
     with _engine(s, progress) as (engine, _):
         return sync.pull(engine, addresses, root, force=force, dry_run=dry_run, known=known)
+
+
+def _pull_manifest(
+    source: str | Path | bytes | Manifest,
+    root: Path,
+    force: bool,
+    dry_run: bool,
+    progress: Progress | None,
+    s: config.Settings,
+) -> SyncResult:
+    from deon.manifest import fetch
+
+    m = load_manifest(source, settings=s)
+    # The manifest, like the catalog, never decides where signed requests go: the
+    # endpoint in use does; every object is checked against the manifest anyway.
+    from deon.mirror.sources import endpoint_id
+
+    used = endpoint_id(s.endpoint_url)
+    frozen = {endpoint_id(src.endpoint) for src in m.sources}
+    warning = None
+    if frozen and used not in frozen:
+        from deon.s3.client import safe_url
+
+        where = ", ".join(sorted(src.endpoint or "AWS" for src in m.sources))
+        from deon.errors import DeonWarning, WarningCode
+
+        warning = DeonWarning(
+            WarningCode.MANIFEST_ENDPOINT,
+            f"{m.name} was frozen from {where}; pulling from {safe_url(s.endpoint_url) or 'AWS'} "
+            "(each object is checked against the manifest; VersionIds belong to the first)",
+        )
+        (progress or Progress()).warn(warning)
+    with _engine(s, progress) as (engine, _):
+        result = fetch.pull(engine, m.entries, root, force=force, dry_run=dry_run)
+    if warning:
+        result.warnings.insert(0, warning)
+    return result
+
+
+#: A published manifest larger than this is refused (about 4 million objects).
+MAX_MANIFEST_BYTES = 1024**3
+
+
+def load_manifest(
+    source: str | Path | bytes | Manifest,
+    *,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> Manifest:
+    """Read and verify a manifest (`deon freeze`): a file, `s3://BUCKET/KEY` of a
+    published one, or its bytes. `.to_pandas(catalog)` gives a DataFrame of it (see
+    manifest_frame).
+
+    Raises:
+        ManifestError: not a deon manifest, or edited or damaged since it was frozen.
+    """
+    from deon.manifest.format import Manifest, ManifestError, parse
+
+    if isinstance(source, Manifest):
+        return source
+    if isinstance(source, bytes):
+        return parse(source, "the manifest given")
+    text = str(source)
+    if text.startswith("s3://"):
+        address = parse_object_uri(text)
+        storage = make_storage(_settings(settings, **options))
+        return parse(storage.get_bytes(address.bucket, address.key, MAX_MANIFEST_BYTES), text)
+    path = Path(text).expanduser()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ManifestError(f"cannot read manifest {path}: {e.strerror or e}") from e
+    return parse(data, str(path))
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """What `freeze` made: the manifest, the file written, the URI published."""
+
+    manifest: Manifest
+    path: Path | None = None
+    uri: str | None = None
+    #: False when the published URI already held exactly these bytes
+    published: bool = False
+
+
+def freeze(
+    where: str | None = None,
+    *,
+    sql: str | None = None,
+    out: str | Path | None = None,
+    publish: str | None = None,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> Frozen:
+    """Freeze the selected catalog rows into a manifest, as `deon freeze` does.
+
+    Args:
+        where: an SQL condition on `objects` (None: every row).
+        sql: a whole SELECT with a `uri` column (or `bucket` and `key`) instead.
+        out: write the manifest to this file (atomically).
+        publish: write it to this s3:// URI, only if nothing is there yet (If-None-Match):
+            a published manifest is never replaced by another.
+        **options: overrides: catalog, endpoint_url, profile.
+
+    Raises:
+        QueryError: bad SQL (exit 2).
+        PreconditionFailed: `publish` names a key holding other bytes (exit 1).
+    """
+    from deon.catalog.access import open_reader
+    from deon.catalog.query import one_of
+    from deon.manifest.freeze import select as freeze_rows
+
+    one_of(where, sql)
+    s = _settings(settings, **options)
+    with open_reader(s.catalog) as reader:
+        manifest = freeze_rows(reader, where, sql)
+    data = manifest.to_bytes()
+    path = None
+    if out is not None:
+        path = Path(out).expanduser()
+        _write_atomically(path, data)
+    uri, published = None, False
+    if publish is not None:
+        uri = publish
+        published = _publish_manifest(s, publish, data)
+    return Frozen(manifest, path, uri, published)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    import os
+    import tempfile
+
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as e:
+        raise LocalPathError(f"cannot write {path}: {e.strerror}") from e
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_manifest(s: config.Settings, uri: str, data: bytes) -> bool:
+    """Put a manifest at `uri` unless something is there; True when it was put, False
+    when the same bytes were there already."""
+    import hashlib
+
+    from deon.errors import KeyNotFound, PreconditionFailed
+    from deon.metadata.wire import SHA256_KEY
+
+    address = parse_object_uri(uri)
+    storage = make_storage(s)
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        storage.put(
+            address.bucket,
+            address.key,
+            data,
+            sha256=sha,
+            metadata={SHA256_KEY: sha},
+            if_none_match=True,
+            content_type="application/x-ndjson",
+        )
+        return True
+    except PreconditionFailed:
+        pass
+    try:
+        there = storage.get_bytes(address.bucket, address.key, len(data))
+    except KeyNotFound:
+        there = None
+    except DeonError:
+        there = None  # larger than ours, or unreadable: not ours either way
+    if there == data:
+        return False
+    raise PreconditionFailed(
+        f"{uri} already holds another manifest (or another object): refused; a published "
+        "manifest is never replaced (choose another name)"
+    )
+
+
+def diff(
+    a: str | Path | Manifest,
+    b: str | Path | Manifest | None = None,
+    *,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> Difference:
+    """What changed from manifest `a` to `b`: added, removed, changed (same key, other
+    bytes). With no `b`, `a`'s query frozen again against the catalog now.
+
+    Raises:
+        ManifestError: either is not a deon manifest, or was edited (exit 2).
+    """
+    from deon.manifest.format import diff as _diff
+
+    s = _settings(settings, **options)
+    before = load_manifest(a, settings=s)
+    if b is not None:
+        after = load_manifest(b, settings=s)
+    else:
+        from deon.catalog.access import open_reader
+        from deon.manifest.freeze import again
+
+        with open_reader(s.catalog) as reader:
+            after = again(reader, before)
+    return _diff(before.entries, after.entries)
+
+
+def manifest_frame(
+    manifest: str | Path | Manifest,
+    *,
+    catalog: bool = True,
+    settings: config.Settings | None = None,
+    **options: Any,
+) -> Any:
+    """A manifest as a pandas DataFrame for training code: one row per entry, indexed by
+    URI, with its local `path` (DATA_DIR/BUCKET/KEY) and, from the catalog, the metadata
+    columns of the rows that still describe the frozen bytes (`in_catalog`).
+
+    Args:
+        manifest: a Manifest, a file, or the s3:// URI of a published one.
+        catalog: join the catalog's metadata (when there is a catalog).
+    """
+    s = _settings(settings, **options)
+    m = load_manifest(manifest, settings=s)
+    if not catalog or ("://" not in s.catalog and not Path(s.catalog).expanduser().exists()):
+        return m.to_pandas(None, s.data_dir)
+    from deon.catalog.db import open_catalog as _open
+
+    with _open(s.catalog, create=False) as cat:
+        return m.to_pandas(cat, s.data_dir)
 
 
 def open_catalog(url: str | None = None) -> Catalog:
@@ -557,9 +826,23 @@ def apply_policy(
     make_storage(_settings(settings, **options)).put_bucket_policy(plan.bucket, plan.after)
 
 
-def show(path: str | Path) -> Description:
-    """The structure of an HDF5 file: groups, datasets (shape, dtype), attributes, metadata."""
-    return describe(Path(path).expanduser())
+def metadata_readers(settings: config.Settings | None = None) -> list[Reader]:
+    """The metadata readers `up` and `show` try, in order (see deon.metadata.readers):
+    `metadata_readers` from the settings, else the built-ins and installed entry points.
+
+    Raises:
+        ConfigError: a reader name that is not built in, installed or importable.
+    """
+    from deon.metadata.readers import resolve
+
+    s = settings if settings is not None else config.load_settings()
+    return resolve(s.metadata_readers)
+
+
+def show(path: str | Path, *, settings: config.Settings | None = None) -> Description:
+    """The structure of an HDF5 file: groups, datasets (shape, dtype), attributes, and
+    its metadata with the name of the reader that found it (`.metadata.reader`)."""
+    return describe(Path(path).expanduser(), metadata_readers(settings))
 
 
 def _default_dir(s: config.Settings, address: S3Address) -> Path:

@@ -27,12 +27,13 @@ ENV_DEBUG = "DEON_DEBUG"
 ENV_JOBS = "DEON_JOBS"
 ENV_ENDPOINT_URL = "AWS_ENDPOINT_URL"
 ENV_PROFILE = "AWS_PROFILE"
+ENV_METADATA_READERS = "DEON_METADATA_READERS"
 
 CONFIG_FILE_NAME = "config.toml"
 DEFAULT_JOBS = 16
 
 #: the keys a config file may set at top level
-SETTING_KEYS = ("endpoint_url", "profile", "catalog", "data_dir", "jobs")
+SETTING_KEYS = ("endpoint_url", "profile", "catalog", "data_dir", "jobs", "metadata_readers")
 
 #: Checks one config value: returns None when it is fine, else what was expected
 #: ("a string", "true or false").
@@ -51,6 +52,11 @@ def _positive_int(value: Any) -> str | None:
     return None if ok else "a whole number of at least 1"
 
 
+def _names(value: Any) -> str | None:
+    ok = isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
+    return None if ok else "a list of metadata reader names (strings)"
+
+
 #: The checks of the settings the library reads from the file.
 SETTING_CHECKS: dict[str, Check] = {
     "endpoint_url": _string,
@@ -58,6 +64,7 @@ SETTING_CHECKS: dict[str, Check] = {
     "catalog": _string,
     "data_dir": _string,
     "jobs": _positive_int,
+    "metadata_readers": _names,
 }
 
 
@@ -226,6 +233,9 @@ class Settings:
     catalog: str = ""
     data_dir: Path = Path()
     jobs: int = DEFAULT_JOBS
+    #: the metadata readers `up` and `show` try, in order (None: the default order,
+    #: see deon.metadata.readers)
+    metadata_readers: tuple[str, ...] | None = None
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with every non-None override applied."""
@@ -252,6 +262,10 @@ def load_settings(**overrides: Any) -> Settings:
         "catalog": os.environ.get(ENV_CATALOG) or None,
         "data_dir": os.environ.get(ENV_DATA_DIR) or None,
         "jobs": os.environ.get(ENV_JOBS) or None,
+        "metadata_readers": [
+            n.strip() for n in os.environ.get(ENV_METADATA_READERS, "").split(",") if n.strip()
+        ]
+        or None,
     }
     merged: dict[str, Any] = {
         "catalog": default_catalog(),
@@ -272,4 +286,7 @@ def load_settings(**overrides: Any) -> Settings:
         catalog=str(merged["catalog"]),
         data_dir=Path(str(merged["data_dir"])).expanduser(),
         jobs=jobs,
+        metadata_readers=(
+            tuple(merged["metadata_readers"]) if merged.get("metadata_readers") else None
+        ),
     )

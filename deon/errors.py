@@ -87,6 +87,10 @@ class UnsafeKey(DeonError):
     """An object key that cannot be written safely under the local folder."""
 
 
+class FrameError(DeonError):
+    """Image frames in a file that cannot be decoded (an mp4 or JPEG stream)."""
+
+
 class MetadataError(DeonError):
     """Object metadata that cannot be decoded."""
 
@@ -124,6 +128,13 @@ class WarningCode(str, Enum):
     STATE_UNWRITABLE = "state-unwritable"
     #: a local file was deleted while it went up (the object holds it as it was)
     DELETED_DURING_UP = "deleted-during-up"
+    #: a manifest is pulled from another endpoint than the one it was frozen from
+    MANIFEST_ENDPOINT = "manifest-endpoint"
+    #: an HDF5 file went up without metadata: no metadata reader recognised it, or the
+    #: one that did failed (the text names the reader and why)
+    NO_METADATA = "no-metadata"
+    #: `up` did not follow a symlink to a folder that contains it
+    SYMLINK_LOOP = "symlink-loop"
     #: any other warning (its text says what)
     OTHER = "other"
 

@@ -226,7 +226,7 @@ def test_pandas_export_and_snapshots_on_postgres(lab: Lab, pg_catalog: str) -> N
     assert run_deon(*cat, "metadata", "publish", "s3://lab/p").returncode == 0
 
     r = run_deon(
-        *cat, "metadata", "load", input="print(len(df), df.traj_ok.dtype, df.img_t.dtype)\n"
+        *cat, "metadata", "load", input="print(len(df), df.traj_ok.dtype, df.img_T.dtype)\n"
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["12", "boolean", "Int64"]

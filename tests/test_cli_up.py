@@ -370,6 +370,7 @@ def test_lines_naming_files_with_control_characters_are_one_escaped_line_each(la
     assert sorted(lines[:-1]) == [
         "error: s3://lab/alice/esc\\x1b[2J.h5: unshareable name: control character in key",
         "error: s3://lab/alice/new\\nline.h5: unshareable name: control character in key",
-        f"warning: {shown}/none.h5: no 'metadata' attribute; its object carries no metadata",
+        f"warning: {shown}/none.h5: no 'metadata' attribute, and no metadata reader recognised "
+        "the file (tried attrs, robonet); its object carries no metadata",
     ]
     assert lines[-1].startswith("up: 1 uploaded, 2 failed")

@@ -25,6 +25,7 @@ RANK = {
     "output": 3,
     "transfer": 4,
     "mirror": 5,
+    "manifest": 5,  # freeze (catalog), pull exact bytes (transfer), diff
     "tools": 6,
     "api": 7,
     "deon": 8,  # the package's own __init__: lazy re-exports of the API

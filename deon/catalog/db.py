@@ -353,7 +353,8 @@ class Catalog:
 
     def rows_under(self, bucket: str, prefix: str) -> tuple[int, Iterator[tuple[Any, ...]]]:
         """The rows under a prefix as (key, etag, last_modified, size, sha256, metadata,
-        metadata_error), in key order, with their count (what a snapshot holds)."""
+        metadata_error, version_id), in key order, with their count (what a snapshot
+        holds)."""
         where = sa.and_(objects.c.bucket == bucket, self._under(prefix))
         with self.engine.connect() as conn:
             count = int(conn.execute(sa.select(sa.func.count()).where(where)).scalar() or 0)
@@ -365,6 +366,7 @@ class Catalog:
             objects.c.sha256,
             objects.c.metadata,
             objects.c.metadata_error,
+            objects.c.version_id,
         ).where(where)
 
         def rows() -> Iterator[tuple[Any, ...]]:

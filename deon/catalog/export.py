@@ -112,7 +112,11 @@ def _write(
         record = {
             c: _typed(kinds[c], v, parse_json=True) for c, v in zip(columns, row, strict=True)
         }
-        f.write(json.dumps(record, ensure_ascii=False, default=str, allow_nan=False) + "\n")
+        try:
+            line = json.dumps(record, ensure_ascii=False, default=str, allow_nan=False)
+        except ValueError:  # NaN or ±Infinity: null, as JSON has no such numbers
+            line = json.dumps(fl.finite(record), ensure_ascii=False, default=str, allow_nan=False)
+        f.write(line + "\n")
         count += 1
     return count
 

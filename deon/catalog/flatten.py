@@ -63,6 +63,32 @@ def _clean_text(text: str) -> str:
         return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
 
 
+#: A JSON string, or one of the non-finite numbers Python's json writes and reads.
+_NON_FINITE = re.compile(r'"(?:[^"\\]|\\.)*"|-?Infinity|NaN')
+
+
+def valid_json(text: str) -> str:
+    """JSON text with `NaN`, `Infinity` and `-Infinity` (which Python's json writes but
+    JSON has not) written `null`, everything else exactly as it was: the `metadata`
+    column holds standard JSON, so that `json_extract`, DuckDB and jq read it. The
+    typed column of such a key keeps the number where the database can hold it
+    (±Infinity as REAL; SQLite stores NaN as NULL)."""
+    if "NaN" not in text and "Infinity" not in text:
+        return text
+    return _NON_FINITE.sub(lambda m: m.group() if m.group()[0] == '"' else "null", text)
+
+
+def finite(value: Any) -> Any:
+    """A parsed JSON value with non-finite floats as None (null), for JSON output."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
+
+
 def flatten(document: Any) -> dict[Path, tuple[Any, str | None]]:
     """Flatten a metadata document into {path: (value, kind)}; kind is None for null.
 

@@ -330,16 +330,31 @@ def describe_columns(reader: Reader, examples: int = 3) -> list[ColumnInfo]:
     return out
 
 
+def frame_names(meta_columns: list[tuple[str, str, str | None]], fixed: set[str]) -> dict[str, str]:
+    """The DataFrame name of each metadata column: its metadata key as written (`img_T`;
+    a nested key `gripper.type`, as `deon query --columns` shows it), so that code
+    written for RoboNet's own DataFrame (`row['img_T']`) runs unchanged. A key named
+    like a fixed column keeps its catalog name (`meta_size`): the fixed columns keep
+    theirs. SQL names stay lower-case: SQL is case-insensitive, pandas is not."""
+    names: dict[str, str] = {}
+    for name, path, _ in meta_columns:
+        shown = fl.shown(fl.path_from_key(path))
+        names[name] = name if shown in fixed else shown
+    return names
+
+
 def to_pandas(catalog: Any, where: str | None = None) -> Any:
     """The selected rows as a DataFrame indexed by `uri`, each column typed by its kind:
     booleans as pandas' nullable boolean, integers as Int64, reals as float64, text as
-    strings, JSON (lists) parsed, times as UTC timestamps."""
+    strings, JSON (lists) parsed, times as UTC timestamps. Metadata columns are named
+    by their keys as written (see `frame_names`)."""
     import pandas as pd
 
     with Reader.from_catalog(catalog) as reader:
         columns, rows = run(reader, where=where)
         df = pd.DataFrame.from_records(list(rows), columns=columns)
         kinds = reader.column_kinds()
+        meta = reader.meta_columns()
     for name in df.columns:
         kind = kinds.get(name)
         try:
@@ -359,4 +374,6 @@ def to_pandas(catalog: Any, where: str | None = None) -> Any:
                 df[name] = df[name].astype("string")
         except (ValueError, TypeError):
             pass  # mixed values the kind does not cover: leave the column as it came
-    return df.set_index("uri")
+    registered = {name for name, _, _ in meta}
+    renames = frame_names(meta, {c for c in df.columns if c not in registered})
+    return df.rename(columns=renames).set_index("uri")

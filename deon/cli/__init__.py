@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from deon import __version__, config
-from deon.cli import metadata, query, tools, transfer
+from deon.cli import manifest, metadata, query, tools, transfer
 from deon.cli._config import config_schema, default_map
 from deon.cli._env import Env
 from deon.cli._errors import DeonClickError, debug, one_line, quiet_stdout
@@ -140,6 +140,8 @@ for _command in (
     tools.verify,
     tools.show,
     tools.demo,
+    manifest.freeze,
+    manifest.diff,
 ):
     cli.add_command(_command)
 

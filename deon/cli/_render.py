@@ -68,7 +68,7 @@ def show_description(d: Any, as_json: bool) -> None:
             click.echo(f"{indent}  @{printable(attr)} = {printable(value)}")
     click.echo("")
     if d.metadata.status == "ok":
-        click.echo("metadata:")
+        click.echo(printable(f"metadata (read by {d.metadata.reader}):"))
         click.echo(json_printable(json.dumps(d.metadata.document, indent=2, ensure_ascii=False)))
     else:
         click.echo(printable(f"metadata: none ({d.metadata.detail})"))

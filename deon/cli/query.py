@@ -14,9 +14,10 @@ from deon.cli._options import file_format, selection
 @click.command()
 @selection
 @file_format(
-    ["uri", "key", "json", "csv", "table"],
+    ["uri", "key", "json", "csv", "table", "manifest"],
     "uri",
-    "Output: one URI per line, keys, JSON lines (typed), CSV, or a table.",
+    "Output: one URI per line, keys, JSON lines (typed), CSV, a table, or a manifest "
+    "(as deon freeze -o -).",
 )
 @click.option("-n", "--limit", type=click.IntRange(0), help="At most this many rows.")
 @click.option(
@@ -62,6 +63,13 @@ def query(
     if list_columns and (where or sql or count):
         raise usage_error("--columns lists the columns; use it alone")
     s = env.settings()
+    if fmt == "manifest":
+        if limit is not None or count or list_columns:
+            raise usage_error(
+                "a manifest holds the whole selection: no --limit, --count, --columns"
+            )
+        sys.stdout.buffer.write(api.freeze(where, sql=sql, settings=s).manifest.to_bytes())
+        return
     if list_columns:
         rows = [
             (c.name, c.kind, c.path, c.non_null, ", ".join(repr(v) for v in c.examples))

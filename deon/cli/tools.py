@@ -184,8 +184,9 @@ def show(file: Path, png: Path | None, frames: int, as_json: bool) -> None:
     """Show the structure of an HDF5 file and its metadata.
 
     Groups and datasets (shape, dtype), their attributes, and the metadata JSON,
-    pretty-printed. With --png, a contact sheet of the image frames found in the file
-    (uint8 arrays shaped (T, H, W, 3) or (T, ncam, H, W, 3)).
+    pretty-printed, and which metadata reader found it. With --png, a contact sheet
+    of the image frames found in the file: uint8 arrays shaped (T, H, W, 3) or
+    (T, ncam, H, W, 3), mp4 video and JPEG frames (as RoboNet stores cameras).
 
     \b
     Example:

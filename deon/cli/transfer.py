@@ -157,23 +157,41 @@ def read_uris(lines: Any) -> list[str]:
 @click.argument("uris", nargs=-1)
 @click.option("--force", is_flag=True, help="Download even files that are up to date.")
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be downloaded.")
+@click.option(
+    "--manifest",
+    metavar="FILE|S3_URI",
+    help="Exactly the bytes a manifest (deon freeze) names, by VersionId where kept "
+    "(- reads it from standard input).",
+)
 @pass_env
-def pull(env: Env, uris: tuple[str, ...], force: bool, dry_run: bool) -> None:
+def pull(env: Env, uris: tuple[str, ...], force: bool, dry_run: bool, manifest: str | None) -> None:
     """Download the given objects to DATA_DIR/BUCKET/KEY.
 
     With no URI, or with -, URIs are read from standard input, one per line (blank
     lines and lines starting with # are skipped). Prints the local path of every file
-    now in place.
+    now in place. With --manifest, exactly the manifest's bytes: an object replaced
+    since is fetched by its VersionId, or refused and named; no catalog is needed.
 
     \b
     Example:
         deon pull s3://lab-data/alice/traj_0001.h5
         deon query "robot = 'sawyer'" | deon pull
+        deon pull --manifest sawyer-2027-03.manifest.jsonl
     """
     from deon import api
     from deon.errors import AddressError
     from deon.uri import parse_object_uri
 
+    if manifest is not None:
+        if uris:
+            raise click.UsageError("give URIs or --manifest, not both")
+        progress = Bar(env.quiet, lambda o: str(o.local))
+        given = sys.stdin.buffer.read() if manifest == "-" else manifest  # freeze -o - | pull
+        result = api.pull(
+            manifest=given, force=force, dry_run=dry_run, progress=progress,
+            settings=env.settings(),
+        )  # fmt: skip
+        return summarize(env.log, result, "downloaded")
     if not uris or uris == ("-",):
         if _env.stdin_is_tty():
             raise click.UsageError(

@@ -5,18 +5,20 @@ h5py and numpy are imported inside the functions so that `deon --help` stays qui
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deon.errors import LocalPathError, NotHDF5Error
+from deon.errors import FrameError, LocalPathError, NotHDF5Error
+from deon.metadata import frames
+from deon.metadata.readers import METADATA_ATTR, MetadataRead, Reader
+from deon.metadata.readers import read_metadata as _read
 
 if TYPE_CHECKING:
     import numpy as np
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
-METADATA_ATTR = "metadata"
 
 
 def is_hdf5(path: Path) -> bool:
@@ -39,61 +41,10 @@ def is_hdf5(path: Path) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class MetadataRead:
-    """What a file's `metadata` attribute held.
-
-    status is "ok" (document is the parsed JSON), "missing" (no attribute), "invalid"
-    (not JSON, or not text) or "unreadable" (the HDF5 file itself cannot be read).
-    """
-
-    status: str
-    document: Any = None
-    detail: str = ""
-
-
-def _attr_text(value: Any) -> str | None:
-    """The attribute as text, whatever way h5py hands it back (str, bytes, 1-element array)."""
-    import numpy as np
-
-    if isinstance(value, np.ndarray):
-        if value.size != 1:
-            return None
-        value = value.reshape(-1)[0]
-    if isinstance(value, (bytes, np.bytes_)):
-        return bytes(value).decode("utf-8")
-    if isinstance(value, str):
-        return value
-    return None
-
-
-def read_metadata(path: Path) -> MetadataRead:
-    """Read and parse `attrs['metadata']` of an HDF5 file; never raises for bad content."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            if METADATA_ATTR not in f.attrs:
-                return MetadataRead("missing", detail="no 'metadata' attribute")
-            raw = f.attrs[METADATA_ATTR]
-    except (OSError, KeyError, RuntimeError, ValueError) as e:
-        return MetadataRead("unreadable", detail=f"cannot read HDF5 file: {e}")
-    try:
-        text = _attr_text(raw)
-    except UnicodeDecodeError:
-        return MetadataRead("invalid", detail="'metadata' attribute is not UTF-8 text")
-    if text is None:
-        return MetadataRead("invalid", detail="'metadata' attribute is not a string")
-    try:
-        text.encode("utf-8")  # h5py hands back undecodable bytes as lone surrogates
-    except UnicodeEncodeError:
-        return MetadataRead("invalid", detail="'metadata' attribute is not UTF-8 text")
-    try:
-        return MetadataRead("ok", json.loads(text))
-    except RecursionError:
-        return MetadataRead("invalid", detail="'metadata' attribute nests too deeply")
-    except ValueError as e:
-        return MetadataRead("invalid", detail=f"'metadata' attribute is not valid JSON ({e})")
+def read_metadata(path: Path, readers: Sequence[Reader] | None = None) -> MetadataRead:
+    """A file's metadata, from the first of `readers` (default: the configured order,
+    see deon.metadata.readers) that recognises it; never raises for bad content."""
+    return _read(path, readers)
 
 
 @dataclass
@@ -133,6 +84,7 @@ class Description:
             ],
             "metadata": self.metadata.document if self.metadata.status == "ok" else None,
             "metadata_status": self.metadata.status,
+            "metadata_reader": self.metadata.reader,
             "images": self.images,
         }
 
@@ -146,11 +98,6 @@ def _short(value: Any, limit: int = 60) -> str:
         value = bytes(value).decode("utf-8", errors="replace")
     text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _is_image_stack(shape: tuple[int, ...], dtype: Any) -> bool:
-    """uint8 frames shaped (T, H, W, 3) or (T, ncam, H, W, 3), as RoboNet stores them."""
-    return str(dtype) == "uint8" and len(shape) in (4, 5) and shape[-1] == 3 and shape[0] > 0
 
 
 def _open(path: Path) -> Any:
@@ -168,7 +115,7 @@ def _open(path: Path) -> Any:
         raise NotHDF5Error(f"cannot read HDF5 file {path}: {e}") from e
 
 
-def describe(path: Path) -> Description:
+def describe(path: Path, readers: Sequence[Reader] | None = None) -> Description:
     """Walk an HDF5 file: every group and dataset with shape, dtype and attributes.
 
     Raises:
@@ -202,63 +149,62 @@ def describe(path: Path) -> Description:
                         "/" + name, "dataset", tuple(obj.shape or ()), str(obj.dtype), attrs_of(obj)
                     )
                 )
-                if _is_image_stack(tuple(obj.shape or ()), obj.dtype):
-                    images.append("/" + name)
             else:
                 nodes.append(Node("/" + name, "group", attrs=attrs_of(obj)))
 
         try:
             f.visititems(visit)
+            images = list(dict.fromkeys(frames.describe(s) for s in frames.find_streams(f)))
         except (OSError, RuntimeError, KeyError) as e:
             raise NotHDF5Error(f"HDF5 file {path} is damaged: {e}") from e
-    return Description(path, path.stat().st_size, nodes, read_metadata(path), images)
+    return Description(path, path.stat().st_size, nodes, read_metadata(path, readers), images)
 
 
 def contact_sheet(path: Path, out: Path, frames: int = 8, max_width: int = 160) -> int:
-    """Write a PNG grid of image frames found in the file: one row per camera stream,
-    `frames` evenly spaced time steps per row. Returns the number of rows.
+    """Write a PNG grid of the image frames found in the file (raw arrays, mp4 video,
+    JPEG frames; see deon.metadata.frames): one row per camera stream, `frames` evenly
+    spaced time steps per row. Returns the number of rows.
 
     Raises:
-        NotHDF5Error: no uint8 (T, H, W, 3) or (T, ncam, H, W, 3) dataset in the file.
+        NotHDF5Error: no image frames in the file.
+        FrameError: a stream cannot be decoded; the sheet of the others is written
+            first, and the message names the dataset (and how many more failed).
     """
-    import numpy as np
     from PIL import Image
 
-    rows: list[list[np.ndarray]] = []
+    from deon.metadata import frames as fr
+
+    rows: list[list[Any]] = []
+    failures: list[FrameError] = []
     with _open(path) as f:
-        found: list[str] = []
-
-        def collect(name: str, obj: Any) -> None:
-            shape = getattr(obj, "shape", None)
-            if shape is not None and _is_image_stack(tuple(shape), obj.dtype):
-                found.append(name)
-
-        f.visititems(collect)
-        for name in found:
-            ds = f[name]
-            t = ds.shape[0]
-            n = min(frames, t)
-            steps = sorted({round(i * (t - 1) / max(n - 1, 1)) for i in range(n)})
-            stack = np.asarray(ds[steps])  # one read of just the frames we show
-            cams = [stack] if stack.ndim == 4 else [stack[:, c] for c in range(stack.shape[1])]
-            rows.extend([list(cam) for cam in cams])
-    if not rows:
+        streams = fr.find_streams(f)
+        for stream in streams:
+            try:
+                rows.append(fr.frames(f, stream, frames))
+            except FrameError as e:
+                failures.append(e)
+    if not streams:
         raise NotHDF5Error(
-            f"no image frames in {path} (looked for uint8 datasets shaped "
-            "(T, H, W, 3) or (T, ncam, H, W, 3))"
+            f"no image frames in {path} (looked for uint8 arrays shaped (T, H, W, 3) or "
+            "(T, ncam, H, W, 3), and for mp4 or JPEG bytes in 1-D uint8 datasets)"
         )
-    tiles = [[_thumb(frame, max_width) for frame in row] for row in rows]
-    cell_w = max(t.width for row in tiles for t in row)
-    cell_h = max(t.height for row in tiles for t in row)
-    ncols = max(len(row) for row in tiles)
-    pad = 2
-    sheet = Image.new("RGB", (ncols * (cell_w + pad) + pad, len(tiles) * (cell_h + pad) + pad))
-    for r, row in enumerate(tiles):
-        for c, tile in enumerate(row):
-            sheet.paste(tile, (pad + c * (cell_w + pad), pad + r * (cell_h + pad)))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out, format="PNG")
-    return len(tiles)
+    if rows:
+        tiles = [[_thumb(frame, max_width) for frame in row] for row in rows]
+        cell_w = max(t.width for row in tiles for t in row)
+        cell_h = max(t.height for row in tiles for t in row)
+        ncols = max(len(row) for row in tiles)
+        pad = 2
+        sheet = Image.new("RGB", (ncols * (cell_w + pad) + pad, len(tiles) * (cell_h + pad) + pad))
+        for r, row in enumerate(tiles):
+            for c, tile in enumerate(row):
+                sheet.paste(tile, (pad + c * (cell_w + pad), pad + r * (cell_h + pad)))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sheet.save(out, format="PNG")
+    if failures:
+        more = f" (and {len(failures) - 1} more stream(s))" if len(failures) > 1 else ""
+        shown = f"; {out} shows the other {len(rows)}" if rows else "; no contact sheet written"
+        raise FrameError(f"{failures[0]}{more}{shown}")
+    return len(rows)
 
 
 def _thumb(frame: np.ndarray, max_width: int) -> Any:

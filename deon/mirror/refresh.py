@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deon.catalog.db import Catalog, ObjectRow, naive_utc
-from deon.catalog.flatten import flatten
+from deon.catalog.flatten import flatten, valid_json
 from deon.errors import DeonError, KeyNotFound, MetadataError
 from deon.metadata import wire as meta
 from deon.mirror.snapshot import Entry, Snapshots
@@ -124,6 +124,7 @@ def fetch_row(storage: Storage, sidecars: _Sidecars, obj: ObjectInfo) -> _Fetche
     else:
         etag, last_modified = head.etag, head.last_modified
     row = ObjectRow(obj.bucket, obj.key, head.size, etag, last_modified)
+    row.version_id = head.version_id
     warning = None
     try:
         decoded = meta.decode(head.metadata)
@@ -131,7 +132,7 @@ def fetch_row(storage: Storage, sidecars: _Sidecars, obj: ObjectInfo) -> _Fetche
         if decoded.sidecar is not None:
             decoded.document = sidecars.get(obj.bucket, decoded.sidecar)
         if decoded.has_document:
-            row.metadata = decoded.text or document_json(decoded.document)
+            row.metadata = valid_json(decoded.text or document_json(decoded.document))
             row.flat = flatten(decoded.document)
         if decoded.warnings:
             warning = f"{obj.uri}: " + "; ".join(decoded.warnings)
@@ -152,10 +153,11 @@ def row_from_entry(obj: ObjectInfo, entry: Entry) -> ObjectRow:
     if sha is not None and sha != sha.lower():
         sha = None
     row = ObjectRow(obj.bucket, obj.key, entry.size, obj.etag, obj.last_modified, sha)
+    row.version_id = entry.version_id if isinstance(entry.version_id, str) else None
     if entry.text is not None:
         try:
             row.flat = flatten(meta.parse_json(entry.text))
-            row.metadata = entry.text
+            row.metadata = valid_json(entry.text)
         except MetadataError as e:
             row.metadata_error = f"snapshot entry: {e}"
     if isinstance(entry.error, str):
@@ -167,11 +169,19 @@ def _same(a: ObjectRow, b: ObjectRow) -> bool:
     def doc(r: ObjectRow) -> Any:
         return json.loads(r.metadata) if r.metadata is not None else None
 
-    return (a.size, a.sha256, a.metadata_error is None) == (
-        b.size,
-        b.sha256,
-        b.metadata_error is None,
-    ) and doc(a) == doc(b)
+    # A snapshot that names no VersionId (written before deon recorded them) is not
+    # wrong about it; one that names another is.
+    versions = b.version_id is None or a.version_id == b.version_id
+    return (
+        (a.size, a.sha256, a.metadata_error is None)
+        == (
+            b.size,
+            b.sha256,
+            b.metadata_error is None,
+        )
+        and versions
+        and doc(a) == doc(b)
+    )
 
 
 def mirror(

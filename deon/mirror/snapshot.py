@@ -7,7 +7,7 @@ JSON lines (format in the README):
     {"format": "deon-snapshot", "version": 1, "bucket": "B", "prefix": "P",
      "created": "...", "count": N}
     {"k": KEY, "e": ETAG, "t": LAST_MODIFIED, "s": SIZE, "h": SHA256 or null,
-     "m": DOCUMENT AS JSON TEXT, "x": ERROR}
+     "m": DOCUMENT AS JSON TEXT, "x": ERROR, "v": VERSION_ID}
     ...
 
 `metadata down` takes an object from a snapshot only when its key, ETag and
@@ -78,11 +78,12 @@ class Entry:
     sha256: str | None
     text: str | None  # the metadata document as JSON text; None when it has none
     error: str | None
+    version_id: str | None = None
 
 
 def build(bucket: str, prefix: str, rows: Iterator[tuple[Any, ...]], count: int) -> bytes:
     """A snapshot from catalog rows (key, etag, last_modified, size, sha256, metadata
-    JSON text, metadata_error)."""
+    JSON text, metadata_error, version_id)."""
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz:
         header = {
@@ -94,7 +95,7 @@ def build(bucket: str, prefix: str, rows: Iterator[tuple[Any, ...]], count: int)
             "count": count,
         }
         gz.write(json.dumps(header).encode() + b"\n")
-        for key, etag, last_modified, size, sha256, metadata, error in rows:
+        for key, etag, last_modified, size, sha256, metadata, error, version_id in rows:
             if isinstance(last_modified, str):
                 last_modified = dt.datetime.fromisoformat(last_modified)
             line: dict[str, Any] = {
@@ -108,6 +109,8 @@ def build(bucket: str, prefix: str, rows: Iterator[tuple[Any, ...]], count: int)
                 line["m"] = metadata  # JSON text: stored by readers as is
             if error is not None:
                 line["x"] = error
+            if version_id is not None:
+                line["v"] = version_id
             gz.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
     return buf.getvalue()
 
@@ -145,6 +148,7 @@ def parse(data: bytes, bucket: str, prefix: str) -> dict[str, Entry]:
                     sha256=line.get("h"),
                     text=line["m"] if isinstance(line.get("m"), str) else None,
                     error=line.get("x"),
+                    version_id=line["v"] if isinstance(line.get("v"), str) else None,
                 )
     except MetadataError:
         raise

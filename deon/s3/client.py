@@ -93,6 +93,9 @@ class ObjectHead:
     encryption: str | None = None
     #: total size of the object (differs from `size` for a ranged GET)
     total_size: int | None = None
+    #: x-amz-version-id where the bucket keeps versions; None for the "null" version,
+    #: which a later write replaces in place (so it pins nothing)
+    version_id: str | None = None
 
     @classmethod
     def from_headers(cls, status: int, h: dict[str, str]) -> ObjectHead:
@@ -118,6 +121,7 @@ class ObjectHead:
             metadata={k[11:]: utf8(v) for k, v in h.items() if k.startswith("x-amz-meta-")},
             encryption=encryption,
             total_size=total,
+            version_id=h.get("x-amz-version-id") if h.get("x-amz-version-id") != "null" else None,
         )
 
 
@@ -394,6 +398,26 @@ class Storage:
         )
         return clean_etag(r["CopyObjectResult"]["ETag"])
 
+    def find_version(self, bucket: str, key: str, etag: str, size: int) -> str | None:
+        """The VersionId of the newest version of `key` with this ETag and size, if the
+        bucket still keeps one (ListObjectVersions; None in an unversioned bucket)."""
+        what = f"s3://{bucket}/{key}"
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": key}
+        while True:
+            r = self._call("list_object_versions", what, **kwargs)
+            for v in r.get("Versions", []):  # newest first, per key
+                vid = v.get("VersionId")
+                if (
+                    v.get("Key") == key
+                    and clean_etag(v.get("ETag")) == etag
+                    and v.get("Size") == size
+                ):
+                    return vid if vid and vid != "null" else None
+            if not r.get("IsTruncated"):
+                return None
+            kwargs["KeyMarker"] = r.get("NextKeyMarker")
+            kwargs["VersionIdMarker"] = r.get("NextVersionIdMarker")
+
     # -- objects (the lean client) -------------------------------------------------------
 
     def iter_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -429,16 +453,24 @@ class Storage:
         start: int | None = None,
         end: int | None = None,
         if_match: str | None = None,
+        version_id: str | None = None,
     ) -> tuple[ObjectHead, Any]:
-        """GET an object (or the byte range start..end inclusive), its body streamed:
-        returns the head and a body with `readinto`, `iter_chunks` and `close`."""
+        """GET an object (or the byte range start..end inclusive; a given version of it),
+        its body streamed: returns the head and a body with `readinto`, `iter_chunks`
+        and `close`."""
         headers = {}
         if start is not None:
             headers["range"] = f"bytes={start}-{'' if end is None else end}"
         if if_match:
             headers["if-match"] = f'"{if_match}"'
         r = self.http.request(
-            "GET", bucket, key, f"s3://{bucket}/{key}", headers=headers, stream=True
+            "GET",
+            bucket,
+            key,
+            f"s3://{bucket}/{key}",
+            headers=headers,
+            query={"versionId": version_id} if version_id else None,
+            stream=True,
         )
         return ObjectHead.from_headers(r.status, r.headers), r
 

@@ -75,10 +75,15 @@ def make_namespace(
 def _example_filter(df: Any, catalog: Any) -> str:
     """A filter that selects something real in this catalog, for the banner: on
     `robot` if there is one, else on the first text column that tells rows apart."""
-    candidates = [c.name for c in catalog.columns() if c.kind == "text" and c.name in df.columns]
+    from deon.catalog import flatten as fl
+
+    # df names a column by its metadata key as written (`Robot`), the catalog by its SQL name
+    names = [fl.shown(c.path) for c in catalog.columns() if c.kind == "text"]
+    candidates = [n for n in names if n in df.columns]
     candidates.sort(key=lambda name: (name != "robot", df[name].nunique() < 2))
     for name in candidates:
         values = df[name].dropna()
         if len(values):
-            return f"df[df.{name} == {values.mode().iloc[0]!r}]"
+            column = f"df.{name}" if name.isidentifier() else f"df[{name!r}]"
+            return f"df[{column} == {values.mode().iloc[0]!r}]"
     return "df.head(3)"

@@ -9,7 +9,8 @@ Like `rclone check`, it compares two sides and names every difference:
 - corrupt  the local file differs although it is the very file deon verified
            (same device, inode, size, mtime and ctime): its bytes decayed;
 - unknown  a local file the catalog has no row for;
-- unverifiable  the catalog has no sha256 for the object (nor a plain-MD5 ETag).
+- unverifiable  the catalog has no sha256 for the object, nor an ETag to check (a plain
+           MD5, or a multipart ETag of a plausible part size).
 
 Local files are those under DATA_DIR/BUCKET/KEY, the layout `down` and `pull` use.
 """
@@ -32,7 +33,13 @@ from deon.results import (  # noqa: F401 - the statuses of a finding, as verify 
     UNKNOWN,
     UNVERIFIABLE,
 )
-from deon.transfer.digest import digest_file, etag_is_md5
+from deon.transfer.digest import (
+    candidate_part_sizes,
+    digest_file,
+    etag_is_md5,
+    etag_part_count,
+    file_matches_etag,
+)
 from deon.transfer.state import State, identity
 from deon.uri import (
     RESERVED_SEGMENT,
@@ -145,10 +152,19 @@ def verify(
             st = path.lstat()
         except FileNotFoundError:
             return Finding(MISSING, row.uri, path)
-        if not row.sha256 and not etag_is_md5(row.etag):
+        multipart = not row.sha256 and not etag_is_md5(row.etag)
+        if multipart and (
+            etag_part_count(row.etag) is None
+            or not candidate_part_sizes(row.size, etag_part_count(row.etag) or 0)
+        ):
             return Finding(UNVERIFIABLE, row.uri, path)
-        digest = digest_file(path, md5=not row.sha256)
-        same = digest.sha256 == row.sha256 if row.sha256 else digest.md5 == row.etag.lower()
+        digest = digest_file(path, md5=not row.sha256 and not multipart)
+        if row.sha256:
+            same = digest.sha256 == row.sha256
+        elif multipart:  # another tool's multipart ETag, its part size inferred
+            same = file_matches_etag(path, row.etag) is True
+        else:
+            same = digest.md5 == row.etag.lower()
         if same and st.st_size == row.size:
             if state is not None:
                 state.remember(path, st, digest.sha256, md5=digest.md5, etag=row.etag)

@@ -183,3 +183,104 @@ def matches_etag(digest: Digest, etag: str, encryption: str | None = None) -> bo
     if etag_is_md5(etag):
         return etag == digest.md5
     return "-" in etag and etag == digest.etag
+
+
+# -- multipart ETags of other tools ----------------------------------------------------------
+
+_MiB = 1024 * 1024
+#: Part sizes other tools use, tried when an ETag's part size must be inferred: 8 MiB
+#: (s3transfer, so the AWS CLI, boto3 and the original deoncli), 5 MiB (rclone), 15 MiB
+#: (s3cmd), 16 MiB (MinIO's client), and larger powers of two.
+COMMON_PART_SIZES = tuple(n * _MiB for n in (8, 5, 15, 16, 32, 64, 128, 256, 512))
+#: At most this many candidate part sizes are hashed at once (each costs an MD5 pass).
+MAX_CANDIDATES = 4
+
+
+def etag_part_count(etag: str) -> int | None:
+    """The part count of a multipart ETag (`<32 hex>-N`), or None for any other ETag."""
+    digest, sep, count = etag.strip('"').lower().partition("-")
+    if not sep or not etag_is_md5(digest) or not count.isdigit():
+        return None
+    n = int(count)
+    return n if 1 <= n <= MAX_PARTS else None
+
+
+def candidate_part_sizes(size: int, parts: int) -> list[int]:
+    """Part sizes that split `size` bytes into exactly `parts` parts, most likely first:
+    deon's own rule (`part_size_for`, s3transfer's), the sizes of COMMON_PART_SIZES, then
+    the size divided by the count rounded up to whole MiB (tools that choose it so)."""
+    if size <= 0:
+        return []
+    even = -(-size // parts)  # ceil(size / parts)
+    rounded = -(-even // _MiB) * _MiB
+    out: list[int] = []
+    for p in (part_size_for(size), *COMMON_PART_SIZES, rounded):
+        # S3 refuses parts under 5 MiB but the last: no smaller part size is plausible
+        plausible = p >= MIN_PART_SIZE or parts == 1
+        if plausible and -(-size // p) == parts and p not in out:
+            out.append(p)
+    return out[:MAX_CANDIDATES]
+
+
+class EtagHasher:
+    """Checks bytes, fed in order, against a multipart ETag whose part size is not
+    known: the MD5 of the part MD5s is computed for every candidate part size at once.
+
+    `matches()` is True when one candidate gives the ETag, False when none does, and
+    None when no part size is plausible (nothing can be checked then).
+    """
+
+    def __init__(self, size: int, etag: str) -> None:
+        parts = etag_part_count(etag)
+        self.etag = etag.strip('"').lower()
+        self.sizes = candidate_part_sizes(size, parts) if parts else []
+        self.reset()
+
+    def reset(self) -> None:
+        self._parts: list[list[bytes]] = [[] for _ in self.sizes]
+        self._current = [hashlib.md5(usedforsecurity=False) for _ in self.sizes]
+        self._filled = [0 for _ in self.sizes]
+
+    def update(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        for i, size in enumerate(self.sizes):
+            offset = 0
+            while offset < len(view):
+                take = min(size - self._filled[i], len(view) - offset)
+                self._current[i].update(view[offset : offset + take])
+                self._filled[i] += take
+                offset += take
+                if self._filled[i] == size:
+                    self._parts[i].append(self._current[i].digest())
+                    self._current[i] = hashlib.md5(usedforsecurity=False)
+                    self._filled[i] = 0
+
+    def matches(self) -> bool | None:
+        if not self.sizes:
+            return None
+        for i in range(len(self.sizes)):
+            parts = self._parts[i] + ([self._current[i].digest()] if self._filled[i] else [])
+            joined = hashlib.md5(b"".join(parts), usedforsecurity=False).hexdigest()
+            if f"{joined}-{len(parts)}" == self.etag:
+                return True
+        return False
+
+
+def file_matches_etag(path: Path, etag: str, cancel: threading.Event | None = None) -> bool | None:
+    """Whether a file's bytes give a multipart ETag (see EtagHasher; None: no part size
+    is plausible for it, so the ETag proves nothing either way).
+
+    Raises:
+        OSError: the file cannot be read.
+        Cancelled: `cancel` was set.
+    """
+    hasher = EtagHasher(path.stat().st_size, etag)
+    if not hasher.sizes:
+        return None
+    view = read_buffer()
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(view):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled()
+            hasher.update(view[:n])
+    return hasher.matches()

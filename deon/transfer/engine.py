@@ -53,7 +53,9 @@ from deon.transfer.digest import (
     READ_SIZE,
     Cancelled,
     Digest,
+    EtagHasher,
     etag_is_md5,
+    etag_part_count,
     part_ranges,
     read_buffer,
     uses_multipart,
@@ -164,9 +166,24 @@ def expected_sha256(head: ObjectHead) -> str | None:
     return None
 
 
-def verify(uri: str, head: ObjectHead, sha256: str, md5: str | None) -> None:
+def etag_hasher(head: ObjectHead) -> EtagHasher | None:
+    """What checks a download of an object without a sha256 whose ETag is multipart
+    (uploaded by another tool, or by the original deoncli): its part size inferred."""
+    if expected_sha256(head) is not None or head.encryption not in (None, "AES256"):
+        return None  # with SSE-KMS or SSE-C the ETag is not made of MD5s
+    if etag_part_count(head.etag) is None:
+        return None
+    size = head.total_size if head.total_size is not None else head.size
+    hasher = EtagHasher(size, head.etag)
+    return hasher if hasher.sizes else None
+
+
+def verify(
+    uri: str, head: ObjectHead, sha256: str, md5: str | None, etag_ok: bool | None = None
+) -> None:
     """Check downloaded bytes against the sha256 the object claims or, lacking one,
-    against a plain-MD5 ETag. Size was checked while receiving.
+    against its ETag: a plain MD5, or (`etag_ok`, from `etag_hasher`) a multipart one.
+    Size was checked while receiving.
 
     Raises:
         IntegrityError: the bytes are not the object's.
@@ -180,6 +197,30 @@ def verify(uri: str, head: ObjectHead, sha256: str, md5: str | None) -> None:
             )
     elif md5 is not None and etag_is_md5(head.etag, head.encryption) and md5 != head.etag.lower():
         raise IntegrityError(f"{uri}: corrupt: MD5 does not match ETag")
+    elif etag_ok is False:
+        raise IntegrityError(f"{uri}: corrupt: the bytes do not give its multipart ETag")
+
+
+@dataclass(frozen=True)
+class Pin:
+    """The exact bytes a download must get (an entry of a manifest): that version, or
+    the object only while it still has that ETag; and then that sha256."""
+
+    etag: str
+    sha256: str | None = None
+    version_id: str | None = None
+
+    def check(self, uri: str, head: ObjectHead, sha256: str) -> None:
+        """Raises IntegrityError unless the downloaded bytes are the pinned ones."""
+        if self.sha256 is not None and sha256 != self.sha256:
+            raise IntegrityError(
+                f"{uri}: sha256 {sha256[:12]}… is not the {self.sha256[:12]}… the manifest "
+                "names; refused"
+            )
+        if self.sha256 is None and head.etag != self.etag:
+            raise IntegrityError(
+                f"{uri}: ETag {head.etag} is not the {self.etag} the manifest names"
+            )
 
 
 @dataclass(frozen=True)
@@ -315,8 +356,10 @@ class Engine:
         *,
         size: int | None = None,
         etag: str | None = None,
+        pin: Pin | None = None,
     ) -> Downloaded:
-        """Download one object to `dest`, atomically and verified.
+        """Download one object to `dest`, atomically and verified. With `pin`, only the
+        pinned bytes (a manifest's): GETs name its version, or carry If-Match on its ETag.
 
         Raises:
             DeonError: the object could not be fetched or did not verify; nothing was
@@ -336,8 +379,8 @@ class Engine:
                 raise LocalPathError(f"a folder is in the way of file {dest}")
             self.sweep_once(dest.parent)
             if size is not None and etag and uses_multipart(size):
-                return self._download_ranged(bucket, key, dest, size, etag)
-            return self._download_whole(bucket, key, dest)
+                return self._download_ranged(bucket, key, dest, size, etag, pin)
+            return self._download_whole(bucket, key, dest, pin)
         except OSError as e:
             error = disk.local_error(e, dest, size)
             if error is None:
@@ -362,20 +405,26 @@ class Engine:
             self._swept.add(folder)
         sweep_temps(folder)
 
-    def _download_whole(self, bucket: str, key: str, dest: Path) -> Downloaded:
+    def _download_whole(self, bucket: str, key: str, dest: Path, pin: Pin | None) -> Downloaded:
         tmp = unique_temp_path(dest)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         view = read_buffer()
         try:
             sha = hashlib.sha256()
             md5: Any = None
+            multipart: EtagHasher | None = None
             written = 0
             head: ObjectHead | None = None
             for attempt in self._retrying():
                 with attempt:
                     start = written if head is not None else None
+                    first = pin.etag if pin is not None and not pin.version_id else None
                     h, body = self.storage.get(
-                        bucket, key, start=start, if_match=head.etag if head else None
+                        bucket,
+                        key,
+                        start=start,
+                        if_match=head.etag if head else first,
+                        version_id=pin.version_id if pin is not None else None,
                     )
                     with body:
                         if head is None:
@@ -383,12 +432,15 @@ class Engine:
                             # MD5 only when it is all there is to check the bytes against.
                             if expected_sha256(h) is None and etag_is_md5(h.etag, h.encryption):
                                 md5 = hashlib.md5(usedforsecurity=False)
+                            multipart = etag_hasher(h)
                         elif h.size == head.total_size and written:
                             # The server ignored the Range: start over from byte 0.
                             os.lseek(fd, 0, os.SEEK_SET)
                             os.ftruncate(fd, 0)
                             sha = hashlib.sha256()
                             md5 = md5 and hashlib.md5(usedforsecurity=False)
+                            if multipart is not None:
+                                multipart.reset()
                             self.progress.advance(-written)
                             written = 0
                         while True:
@@ -401,6 +453,8 @@ class Engine:
                             sha.update(chunk)
                             if md5 is not None:
                                 md5.update(chunk)
+                            if multipart is not None:
+                                multipart.update(chunk)
                             written += n
                             self.progress.advance(n)
             assert head is not None
@@ -411,7 +465,15 @@ class Engine:
             if written != total:
                 raise IntegrityError(f"s3://{bucket}/{key}: got {written} of {total} bytes")
             got = sha.hexdigest()
-            verify(f"s3://{bucket}/{key}", head, got, md5.hexdigest() if md5 else None)
+            verify(
+                f"s3://{bucket}/{key}",
+                head,
+                got,
+                md5.hexdigest() if md5 else None,
+                multipart.matches() if multipart is not None else None,
+            )
+            if pin is not None:
+                pin.check(f"s3://{bucket}/{key}", head, got)
             self._finalize(tmp, dest, bucket, key, head.last_modified, got, head.etag)
             return Downloaded(written, got, head)
         except BaseException:
@@ -421,7 +483,7 @@ class Engine:
             raise
 
     def _download_ranged(
-        self, bucket: str, key: str, dest: Path, size: int, etag: str
+        self, bucket: str, key: str, dest: Path, size: int, etag: str, pin: Pin | None = None
     ) -> Downloaded:
         tmp = resumable_temp_path(dest, etag)
         journal = tmp.with_name(tmp.name + ".parts")
@@ -451,10 +513,11 @@ class Engine:
                 self.progress.advance(resumed)
                 failed = threading.Event()
                 lock = threading.Lock()
+                version = pin.version_id if pin is not None else None
 
                 def fetch(index: int) -> ObjectHead:
                     offset, length = ranges[index]
-                    head = self._fetch_range(bucket, key, etag, fd, offset, length, failed)
+                    head = self._fetch_range(bucket, key, etag, fd, offset, length, failed, version)
                     with lock:
                         jf.write(f"{index}\n")
                         jf.flush()
@@ -468,13 +531,22 @@ class Engine:
                     failed.set()
                     wait(futures)
                     raise errors[0]  # type: ignore[misc]
-                head = futures[0].result() if futures else self.storage.head(bucket, key)
-                got = self._hash_file(fd, size)
+                if futures:
+                    head = futures[0].result()
+                elif pin is not None:  # all parts were in place: the pin says what they are
+                    head = ObjectHead(size, etag, None)
+                else:
+                    head = self.storage.head(bucket, key)
+                multipart = etag_hasher(head)
+                got = self._hash_file(fd, size, multipart)
                 disk.fsync_file(fd, tmp)
             finally:
                 os.close(fd)
             try:
-                verify(f"s3://{bucket}/{key}", head, got, None)
+                etag_ok = multipart.matches() if multipart is not None else None
+                verify(f"s3://{bucket}/{key}", head, got, None, etag_ok)
+                if pin is not None:
+                    pin.check(f"s3://{bucket}/{key}", head, got)
             except IntegrityError:
                 tmp.unlink(missing_ok=True)
                 journal.unlink(missing_ok=True)
@@ -506,6 +578,7 @@ class Engine:
         offset: int,
         length: int,
         failed: threading.Event,
+        version_id: str | None = None,
     ) -> ObjectHead:
         done = 0
         head: ObjectHead | None = None
@@ -514,7 +587,12 @@ class Engine:
             with attempt:
                 start = offset + done
                 head, body = self.storage.get(
-                    bucket, key, start=start, end=offset + length - 1, if_match=etag
+                    bucket,
+                    key,
+                    start=start,
+                    end=offset + length - 1,
+                    if_match=etag,
+                    version_id=version_id,
                 )
                 if head.size != length - done:
                     raise IntegrityError(
@@ -537,7 +615,7 @@ class Engine:
         assert head is not None
         return head
 
-    def _hash_file(self, fd: int, size: int) -> str:
+    def _hash_file(self, fd: int, size: int, multipart: EtagHasher | None = None) -> str:
         sha = hashlib.sha256()
         offset = 0
         while offset < size:
@@ -546,6 +624,8 @@ class Engine:
             if not chunk:
                 break
             sha.update(chunk)
+            if multipart is not None:
+                multipart.update(chunk)
             offset += len(chunk)
         return sha.hexdigest()
 

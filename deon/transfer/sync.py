@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +29,8 @@ from deon.errors import (
 )
 from deon.metadata import wire as meta
 from deon.metadata.hdf5 import is_hdf5, read_metadata
+from deon.metadata.readers import Reader
+from deon.metadata.readers import resolve as resolve_readers
 from deon.results import Outcome, Progress, Status, SyncResult
 from deon.s3.client import ObjectInfo, Storage
 from deon.transfer.digest import (
@@ -37,6 +39,7 @@ from deon.transfer.digest import (
     digest_bytes,
     digest_file,
     etag_is_md5,
+    file_matches_etag,
     matches_etag,
     uses_multipart,
 )
@@ -96,6 +99,10 @@ def _is_current(engine: Engine, bucket: str, key: str, dest: Path, known: Known)
         current = digest.sha256 == known.sha256
     elif etag_is_md5(known.etag) or matches_etag(digest, known.etag):
         current = matches_etag(digest, known.etag)
+    elif file_matches_etag(dest, known.etag, engine.cancel):
+        # Another tool's multipart ETag (the original deoncli's 8 MiB parts on a file
+        # under deon's own 16 MiB threshold, say), with the part size inferred.
+        current = True
     else:
         # A multipart ETag from another tool's part size: only the sha256 header can tell.
         try:
@@ -306,6 +313,22 @@ def _cached_current(
     return sha256 is not None and row[5] == sha256
 
 
+def home(engine: Engine, result: SyncResult, bucket: str, key: str, data_dir: Path) -> Path | None:
+    """DATA_DIR/BUCKET/KEY, its folder swept of what killed runs left; None (and a
+    FAILED outcome in `result`) for a key that would escape it."""
+    try:
+        dest = local_path_for(data_dir / bucket, key)
+    except UnsafeKey as e:
+        outcome = Outcome(
+            f"s3://{bucket}/{key}", None, Status.FAILED, message=f"refused unsafe key: {e}"
+        )
+        result.outcomes.append(outcome)
+        engine.progress.item_done(outcome)
+        return None
+    engine.sweep_once(dest.parent)
+    return dest
+
+
 def pull(
     engine: Engine,
     addresses: Iterable[S3Address],
@@ -324,15 +347,9 @@ def pull(
     progress.begin("pull", len(unique), sum(k.size for a in unique if (k := known.get(a.uri))))
     tasks: list[tuple[S3Address, Path]] = []
     for address in unique:
-        try:
-            dest = local_path_for(data_dir / address.bucket, address.key)
-        except UnsafeKey as e:
-            outcome = Outcome(address.uri, None, Status.FAILED, message=f"refused unsafe key: {e}")
-            result.outcomes.append(outcome)
-            progress.item_done(outcome)
-            continue
-        engine.sweep_once(dest.parent)
-        tasks.append((address, dest))
+        dest = home(engine, result, address.bucket, address.key, data_dir)
+        if dest is not None:
+            tasks.append((address, dest))
 
     def one(task: tuple[S3Address, Path]) -> Outcome:
         address, dest = task
@@ -368,29 +385,48 @@ class LocalFile:
 
 
 def scan(root: Path) -> tuple[list[LocalFile], list[str]]:
-    """Every regular file under `root` (following file symlinks, not folder symlinks),
-    skipping deon's temporary files and reserved folders. Returns (files, warnings)."""
+    """Every regular file under `root`, following symlinked files and folders (as the
+    original deoncli's `os.walk(followlinks=True)` did: labs link dataset folders from
+    other disks), skipping deon's temporary files and reserved folders. A file's
+    relative path is the one seen through the links. A link to a folder that contains
+    it (a loop) is not followed, with a warning. Returns (files, warnings)."""
     files: list[LocalFile] = []
     warnings: list[str] = []
 
-    def on_error(e: OSError) -> None:
-        warnings.append(f"cannot read {e.filename}: {e.strerror}")
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error):
-        dirnames[:] = sorted(d for d in dirnames if d != RESERVED_SEGMENT)
-        for name in sorted(filenames):
-            if name.startswith(TEMP_PREFIX):
-                continue
-            path = Path(dirpath) / name
+    def walk(folder: Path, rel: tuple[str, ...], ancestors: frozenset[tuple[int, int]]) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            warnings.append(f"cannot read {folder}: {e.strerror}")
+            return
+        for entry in entries:
+            path = Path(entry.path)
             try:
-                st = path.stat()
+                st = os.stat(path)  # through the link, if it is one
             except OSError as e:
                 warnings.append(f"cannot read {path}: {e.strerror}")
                 continue
-            if not path.is_file():
-                continue
-            rel = path.relative_to(root).as_posix()
-            files.append(LocalFile(path, rel, st.st_size))
+            if stat.S_ISDIR(st.st_mode):
+                if entry.name == RESERVED_SEGMENT:
+                    continue
+                if (st.st_dev, st.st_ino) in ancestors:
+                    warnings.append(
+                        DeonWarning(
+                            WarningCode.SYMLINK_LOOP,
+                            f"{path} links to a folder that contains it; not followed (a loop)",
+                        )
+                    )
+                    continue
+                walk(path, (*rel, entry.name), ancestors | {(st.st_dev, st.st_ino)})
+            elif stat.S_ISREG(st.st_mode) and not entry.name.startswith(TEMP_PREFIX):
+                files.append(LocalFile(path, "/".join((*rel, entry.name)), st.st_size))
+
+    try:
+        top = os.stat(root)
+    except OSError as e:
+        return files, [f"cannot read {root}: {e.strerror}"]
+    walk(root, (), frozenset({(top.st_dev, top.st_ino)}))
     return files, warnings
 
 
@@ -402,11 +438,15 @@ def up(
     *,
     overwrite: bool = False,
     dry_run: bool = False,
+    readers: Sequence[Reader] | None = None,
 ) -> SyncResult:
-    """Upload new or changed files under `local` to `address` (see `deon.api.up`)."""
+    """Upload new or changed files under `local` to `address` (see `deon.api.up`).
+    `readers` find each HDF5 file's metadata (default: deon.metadata.readers' order)."""
     started = time.monotonic()
     progress = engine.progress
     result = SyncResult("up")
+    if readers is None:
+        readers = resolve_readers()  # once, not once per file
     if not local.exists():
         raise LocalPathError(f"no such folder: {local}")
     if local.is_file():
@@ -424,7 +464,7 @@ def up(
         key = address.prefix + item.relative
         return upload_file(
             engine, state, address, item, remote.get(key), result,
-            overwrite=overwrite, dry_run=dry_run, not_hdf5=not_hdf5,
+            overwrite=overwrite, dry_run=dry_run, not_hdf5=not_hdf5, readers=readers,
         )  # fmt: skip
 
     done = _collect(result, engine.run(one, files), progress, started, engine)
@@ -451,6 +491,7 @@ def upload_file(
     dry_run: bool = False,
     not_hdf5: list[str] | None = None,
     expect: tuple[int, int, int, int, int] | None = None,
+    readers: Sequence[Reader] | None = None,
 ) -> Outcome:
     """Upload one file to ADDRESS/RELATIVE (see `deon.api.up`), given what LIST said of
     the object at its key (`existing`). Warnings go to `result` and the progress.
@@ -464,6 +505,8 @@ def upload_file(
     the object holds a version that is gone, so it is compared again and sent again
     (UPLOAD_ATTEMPTS in all; `up --watch`, which gives `expect`, settles it itself). A
     file deleted meanwhile is named.
+
+    `readers` find its metadata (default: deon.metadata.readers' order).
     """
     key = address.prefix + item.relative
     uri = f"s3://{address.bucket}/{key}"
@@ -477,6 +520,7 @@ def upload_file(
             outcome, st = _upload_once(
                 engine, state, address, item, key, existing, result,
                 overwrite=overwrite, dry_run=dry_run, not_hdf5=not_hdf5, expect=expect,
+                readers=readers,
             )  # fmt: skip
         except FileNotFoundError:
             return Outcome(uri, item.path, Status.FAILED, message=_deleted(item.path))
@@ -533,6 +577,7 @@ def _upload_once(
     dry_run: bool,
     not_hdf5: list[str] | None,
     expect: tuple[int, int, int, int, int] | None,
+    readers: Sequence[Reader] | None,
 ) -> tuple[Outcome, os.stat_result | None]:
     """Hash and send the file once: the outcome, and the file as it was hashed.
 
@@ -571,7 +616,7 @@ def _upload_once(
         else:
             data = item.path.read_bytes()  # read once: hashed, then sent as is
             digest = digest_bytes(data, md5=md5)
-        encoded, hdf5 = _encode_metadata(item.path, digest, sidecar_root, result, progress)
+        encoded, hdf5 = _encode_metadata(item.path, digest, sidecar_root, result, progress, readers)
         if identity(os.stat(item.path)) != identity(st):
             # Written to while read: what was read may be no version the file ever had.
             return Outcome(uri, item.path, Status.FAILED, message=CHANGED_WHILE_READ), st
@@ -605,17 +650,24 @@ def _upload_once(
 
 
 def _encode_metadata(
-    path: Path, digest: Digest, sidecar_root: str, result: SyncResult, progress: Progress
+    path: Path,
+    digest: Digest,
+    sidecar_root: str,
+    result: SyncResult,
+    progress: Progress,
+    readers: Sequence[Reader] | None = None,
 ) -> tuple[meta.Encoded, bool]:
     """The headers for a file: its sha256 and, for HDF5 files, its metadata document."""
     hdf5 = is_hdf5(path)
     document, has_document = None, False
     if hdf5:
-        read = read_metadata(path)
+        read = read_metadata(path, readers)
         if read.status == "ok":
             document, has_document = read.document, True
         else:
-            message = f"{path}: {read.detail}; its object carries no metadata"
+            message = DeonWarning(
+                WarningCode.NO_METADATA, f"{path}: {read.detail}; its object carries no metadata"
+            )
             result.warnings.append(message)
             progress.warn(message)
     try:
@@ -626,7 +678,10 @@ def _encode_metadata(
             has_document=has_document,
         )
     except ValueError as e:
-        message = f"{path}: metadata cannot be stored ({e}); its object carries no metadata"
+        message = DeonWarning(
+            WarningCode.NO_METADATA,
+            f"{path}: metadata cannot be stored ({e}); its object carries no metadata",
+        )
         result.warnings.append(message)
         progress.warn(message)
         encoded = meta.encode(None, digest.sha256, lambda d: "", has_document=False)

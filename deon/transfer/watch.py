@@ -68,6 +68,7 @@ class WatchOptions:
         grace: on stop, seconds uploads in flight may take to finish; then abandoned.
         retry_min, retry_max: backoff between attempts at a failing upload.
         overwrite: replace different objects someone else uploaded (as `up --overwrite`).
+        readers: the metadata readers to try (as `up`'s; None: the default order).
     """
 
     settle: float = 5.0
@@ -78,6 +79,7 @@ class WatchOptions:
     retry_min: float = 1.0
     retry_max: float = 300.0
     overwrite: bool = False
+    readers: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -506,6 +508,7 @@ class Watcher:
                 SyncResult("up"),
                 overwrite=self.opts.overwrite,
                 expect=ident,
+                readers=self.opts.readers,
             )
         except Cancelled:
             outcome = None

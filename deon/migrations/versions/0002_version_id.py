@@ -29,8 +29,10 @@ def upgrade() -> None:
         n = 2
         while target in columns:
             target, n = f"meta_version_id_{n}", n + 1
-        with op.batch_alter_table("objects") as batch:
-            batch.alter_column("version_id", new_column_name=target)
+        # RENAME COLUMN in place (SQLite >= 3.25, PostgreSQL): a batch rename would copy
+        # the table, and SQLite metadata columns have no declared type, which Alembic
+        # cannot write out again (NullType).
+        conn.exec_driver_sql(f'ALTER TABLE objects RENAME COLUMN version_id TO "{target}"')
         conn.execute(
             sa.text("UPDATE meta_columns SET name = :new WHERE name = 'version_id'"),
             {"new": target},
