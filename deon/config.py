@@ -25,7 +25,13 @@ ENV_DATA_DIR = "DEON_DATA_DIR"
 ENV_CONFIG_DIR = "DEON_CONFIG_DIR"
 ENV_DEBUG = "DEON_DEBUG"
 ENV_JOBS = "DEON_JOBS"
+#: key ranges a long listing is split into and listed at once (deon/s3/listing.py)
+ENV_LIST_WIDTH = "DEON_LIST_WIDTH"
 ENV_ENDPOINT_URL = "AWS_ENDPOINT_URL"
+#: botocore's service-specific endpoint variable, which wins over AWS_ENDPOINT_URL
+ENV_ENDPOINT_URL_S3 = "AWS_ENDPOINT_URL_S3"
+#: botocore's switch to ignore configured endpoints (both variables and ~/.aws/config)
+ENV_IGNORE_ENDPOINT_URLS = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
 ENV_PROFILE = "AWS_PROFILE"
 ENV_METADATA_READERS = "DEON_METADATA_READERS"
 
@@ -33,7 +39,18 @@ CONFIG_FILE_NAME = "config.toml"
 DEFAULT_JOBS = 16
 
 #: the keys a config file may set at top level
-SETTING_KEYS = ("endpoint_url", "profile", "catalog", "data_dir", "jobs", "metadata_readers")
+SETTING_KEYS = (
+    "endpoint_url",
+    "profile",
+    "catalog",
+    "data_dir",
+    "jobs",
+    "metadata_readers",
+    "no_sign_request",
+    "request_payer",
+    "client_cert",
+    "client_key",
+)
 
 #: Checks one config value: returns None when it is fine, else what was expected
 #: ("a string", "true or false").
@@ -45,6 +62,14 @@ Schema = Mapping[str, Union[Check, "Schema"]]
 
 def _string(value: Any) -> str | None:
     return None if isinstance(value, str) else "a string"
+
+
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "true or false"
+
+
+def _request_payer(value: Any) -> str | None:
+    return None if value == "requester" else '"requester"'
 
 
 def _positive_int(value: Any) -> str | None:
@@ -65,6 +90,10 @@ SETTING_CHECKS: dict[str, Check] = {
     "data_dir": _string,
     "jobs": _positive_int,
     "metadata_readers": _names,
+    "no_sign_request": _bool,
+    "request_payer": _request_payer,
+    "client_cert": _string,
+    "client_key": _string,
 }
 
 
@@ -236,13 +265,37 @@ class Settings:
     #: the metadata readers `up` and `show` try, in order (None: the default order,
     #: see deon.metadata.readers)
     metadata_readers: tuple[str, ...] | None = None
+    #: anonymous S3 requests, no credentials looked up (aws-cli's --no-sign-request)
+    no_sign_request: bool = False
+    #: "requester" for Requester Pays buckets (aws-cli's --request-payer)
+    request_payer: str | None = None
+    #: server-side encryption of uploads (`up --sse`, `--sse-kms-key-id`)
+    sse: str | None = None
+    sse_kms_key_id: str | None = None
+    #: a TLS client certificate (PEM, with its key unless `client_key` names the key file)
+    client_cert: str | None = None
+    client_key: str | None = None
+    #: whether `jobs` was set (flag, DEON_JOBS or config file) rather than defaulted:
+    #: then it also caps the adaptive budget of small requests (metadata HEADs)
+    jobs_given: bool = False
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with every non-None override applied."""
         given = {k: v for k, v in overrides.items() if v is not None}
         if "data_dir" in given:
             given["data_dir"] = Path(given["data_dir"]).expanduser()
+        if "jobs" in given:
+            given.setdefault("jobs_given", True)
         return replace(self, **given)
+
+
+def env_endpoint_url() -> str | None:
+    """The endpoint the environment names, in botocore's order: AWS_ENDPOINT_URL_S3,
+    then AWS_ENDPOINT_URL; none when AWS_IGNORE_CONFIGURED_ENDPOINT_URLS is true.
+    (Endpoints in ~/.aws/config are botocore's to find: see `s3.client.Storage`.)"""
+    if os.environ.get(ENV_IGNORE_ENDPOINT_URLS, "").strip().lower() == "true":
+        return None
+    return os.environ.get(ENV_ENDPOINT_URL_S3) or os.environ.get(ENV_ENDPOINT_URL) or None
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -257,7 +310,7 @@ def load_settings(**overrides: Any) -> Settings:
         raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
     file = load_config_file()
     env = {
-        "endpoint_url": os.environ.get(ENV_ENDPOINT_URL) or None,
+        "endpoint_url": env_endpoint_url(),
         "profile": os.environ.get(ENV_PROFILE) or None,
         "catalog": os.environ.get(ENV_CATALOG) or None,
         "data_dir": os.environ.get(ENV_DATA_DIR) or None,
@@ -272,8 +325,10 @@ def load_settings(**overrides: Any) -> Settings:
         "data_dir": default_data_dir(),
         "jobs": DEFAULT_JOBS,
     }
+    jobs_given = False
     for layer in ({k: file.get(k) for k in SETTING_KEYS}, env, overrides):
         merged.update({k: v for k, v in layer.items() if v is not None})
+        jobs_given = jobs_given or layer.get("jobs") is not None
     try:
         jobs = int(merged["jobs"])
     except (TypeError, ValueError) as e:
@@ -281,6 +336,10 @@ def load_settings(**overrides: Any) -> Settings:
     if jobs < 1:
         raise ConfigError(f"jobs must be at least 1, not {jobs}")
     return Settings(
+        no_sign_request=bool(merged.get("no_sign_request", False)),
+        request_payer=merged.get("request_payer"),
+        client_cert=merged.get("client_cert"),
+        client_key=merged.get("client_key"),
         endpoint_url=merged.get("endpoint_url"),
         profile=merged.get("profile"),
         catalog=str(merged["catalog"]),
@@ -289,4 +348,5 @@ def load_settings(**overrides: Any) -> Settings:
         metadata_readers=(
             tuple(merged["metadata_readers"]) if merged.get("metadata_readers") else None
         ),
+        jobs_given=jobs_given,
     )

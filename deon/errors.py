@@ -26,6 +26,9 @@ class DeonError(Exception):
     """Base class of every error deon raises on purpose."""
 
     exit_status: ExitStatus = ExitStatus.ERROR
+    #: the error would recur for every item of the run (expired credentials, this
+    #: machine's clock, a refused certificate): commands stop at the first and say it once
+    fatal: bool = False
 
 
 class UsageError(DeonError):

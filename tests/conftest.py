@@ -317,3 +317,46 @@ def pg_catalog(pg_server: str) -> Any:
     yield f"{pg_server}/{name}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- the recording fake AWS (tests/fakeaws.py) ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fakeaws_server(moto_server: tuple[str, int]) -> Any:
+    from tests.fakeaws import FakeAWS
+
+    fake = FakeAWS(*moto_server).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fakeaws(
+    isolated_env: Path,
+    fakeaws_server: Any,
+    moto_server: tuple[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    """The fake AWS (tests/fakeaws.py), reset, seen as AWS itself by this process and the
+    deon subprocesses it starts (no endpoint URL: `lab.s3.amazonaws.com` is the fake);
+    bucket `lab` in us-east-1."""
+    host, port = moto_server
+    urllib.request.urlopen(
+        urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")
+    ).read()
+    fakeaws_server.reset()
+    fakeaws_server.use(monkeypatch)
+    fakeaws_server.create_bucket(BUCKET)
+    return fakeaws_server
+
+
+@pytest.fixture
+def fake_proxy(fakeaws: Any) -> Any:
+    """An authenticating forward proxy (user `lab`, password `s3cret`) in front of the
+    fake AWS."""
+    from tests.fakeaws import FakeProxy
+
+    p = FakeProxy("lab", "s3cret").start()
+    yield p
+    p.stop()

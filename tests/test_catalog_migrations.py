@@ -193,7 +193,7 @@ def test_include_object_keeps_fixed_schema_objects() -> None:
     assert include(other, "robot", "column", True, None) is True  # drift elsewhere counts
     assert include(objects.c.size, "size", "column", True, objects.c.size) is True
     assert include(None, "ix_objects_m_robot", "index", True, None) is False
-    assert include(None, "ix_objects_sha256", "index", True, None) is True
+    assert include(None, "ix_objects_mirrored", "index", True, None) is True
     assert include(None, "ix_objects_m_robot", "index", False, None) is True
     assert include(objects, "objects", "table", True, objects) is True
 
@@ -374,3 +374,28 @@ def test_processes_creating_one_new_catalog_at_once_all_succeed(tmp_path: Path) 
         outs = [p.communicate(timeout=120) for p in procs]
         assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
         assert {o.strip() for o, _ in outs} == {SCHEMA_REVISION}
+
+
+def test_revision_0003_drops_the_uri_and_sha256_indexes_and_pull_still_finds_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    _upgrade(engine, "0002")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO objects (bucket, key, uri, size, etag, last_modified, sha256, "
+            "mirrored_at) VALUES ('b', 'k/a.h5', 's3://b/k/a.h5', 3, 'e', "
+            "'2026-11-01 00:00:00.000000', 's', '2026-11-01 00:00:00.000000')"
+        )
+    names = {ix["name"] for ix in sa.inspect(engine).get_indexes("objects")}
+    assert {"ix_objects_uri", "ix_objects_sha256"} <= names
+    engine.dispose()
+
+    with open_catalog(str(path)) as catalog:
+        assert catalog.revision() == "0003"
+        names = {ix["name"] for ix in sa.inspect(catalog.engine).get_indexes("objects")}
+        assert not {"ix_objects_uri", "ix_objects_sha256"} & names
+        assert catalog.known(["s3://b/k/a.h5", "s3://b/k/none.h5"]) == {
+            "s3://b/k/a.h5": (3, "e", "s")
+        }

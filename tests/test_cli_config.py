@@ -94,7 +94,8 @@ def write_config(home: Path, text: str) -> Path:
         (
             "[query]\nformat = 'xml'",
             ["query"],
-            'query.format must be one of "uri", "key", "json", "csv", "table", not \'xml\'',
+            'query.format must be one of "uri", "key", "json", "csv", "table", "manifest", '
+            "not 'xml'",
         ),
         (
             "[query]\nlimit = -1",

@@ -208,7 +208,7 @@ def test_metadata_load_runs_piped_commands_with_df_and_pull(mirrored: Lab) -> No
     script = (
         "print(len(df), df.index.name)\n"
         "print(sorted(df.robot.unique()))\n"
-        "print(df.traj_ok.dtype, df.img_t.dtype, df.gripper_max_width.dtype)\n"
+        "print(df.traj_ok.dtype, df.img_T.dtype, df['gripper.max_width'].dtype)\n"
         "print(df.loc['s3://lab/lab/t01.h5', 'object_classes'])\n"
         "paths = pull(df[(df.robot == 'sawyer') & df.traj_ok])\n"
         "print(len(paths))\n"
@@ -261,7 +261,7 @@ def test_to_pandas_keeps_a_missing_value_missing(mirrored: Lab) -> None:
     plain = "s3://lab/lab/u_plain.h5"
     assert df.traj_ok.isna().tolist() == [uri == plain for uri in df.index]
     assert pd_index(df[df.traj_ok.fillna(False)]) == expected(lambda i: i % 4 != 0)
-    assert df.img_t.isna().sum() == 1 and str(df.img_t.dtype) == "Int64"
+    assert df.img_T.isna().sum() == 1 and str(df.img_T.dtype) == "Int64"
 
 
 def pd_index(df) -> list[str]:

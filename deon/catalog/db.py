@@ -60,6 +60,8 @@ def utcnow() -> dt.datetime:
 
 
 def naive_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is dt.timezone.utc:  # what listings give: the quick way
+        return value.replace(tzinfo=None)
     if value.tzinfo is not None:
         value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return value
@@ -342,14 +344,59 @@ class Catalog:
             return sa.and_(objects.c.key >= prefix, objects.c.key < upper)
         return sa.func.substr(objects.c.key, 1, len(prefix)) == prefix
 
-    def listed_state(self, bucket: str, prefix: str) -> dict[str, tuple[str, dt.datetime]]:
-        """{key: (etag, last_modified as naive UTC)} of the rows under a prefix: what the
-        next LIST is compared with."""
-        q = sa.select(objects.c.key, objects.c.etag, objects.c.last_modified).where(
-            objects.c.bucket == bucket, self._under(prefix)
+    def iter_listed_state(
+        self, bucket: str, prefix: str, chunk: int = 2000
+    ) -> Iterator[tuple[str, str, dt.datetime]]:
+        """(key, etag, last_modified as naive UTC) of the rows under a prefix, in the order
+        S3 lists keys: by their UTF-8 bytes. What a streaming refresh merges with the
+        listing, so that memory is bounded by `chunk` rows, not by the prefix.
+
+        SQLite: pages of `chunk` rows by key (keyset pagination on the primary key,
+        each page its own short read, so the WAL can still be checkpointed while the
+        mirror writes). SQLite's default BINARY collation compares the stored UTF-8
+        (deon creates catalogs UTF-8) with memcmp, which is UTF-8 byte order, which is
+        also code point order, Python's order for str. A page is read only once the
+        caller has consumed every row before it; the caller (refresh.py) relies on that
+        to never read back a row it wrote itself (it writes only keys it has passed).
+
+        PostgreSQL: one streamed query ordered `COLLATE "C"` (byte order; the database's
+        own collation may be linguistic): one statement sees one snapshot, so the
+        mirror's own writes are never read back. Other databases: one streamed query by
+        key; the caller checks the order and refuses a catalog that breaks it.
+        """
+        dialect = self.engine.dialect.name
+        if dialect == "sqlite":
+            # Plain driver rows: SQLAlchemy's per-row type processing would cost more
+            # than the rest of a no-op refresh (bench/).
+            # One lower bound only: given two (key >= prefix AND key > after), SQLite
+            # seeks by the first and scans from the start of the prefix on every page.
+            upper = _upper_bound(prefix)
+            tail = ("" if upper is None else "AND key < ? ") + "ORDER BY key LIMIT ?"
+            bounds = () if upper is None else (upper,)
+            sql = "SELECT key, etag, last_modified FROM objects WHERE bucket = ? AND key {} ? "
+            op, after = ">=", prefix
+            while True:
+                with self.engine.connect() as conn:
+                    page = conn.exec_driver_sql(
+                        sql.format(op) + tail, (bucket, after, *bounds, chunk)
+                    ).all()
+                for k, e, lm in page:
+                    yield k, e, _sqlite_time(lm)
+                if len(page) < chunk:
+                    return
+                op, after = ">", page[-1][0]
+        order: Any = objects.c.key
+        if dialect == "postgresql":
+            order = objects.c.key.collate("C")
+        q = (
+            sa.select(objects.c.key, objects.c.etag, objects.c.last_modified)
+            .where(objects.c.bucket == bucket, self._under(prefix))
+            .order_by(order)
         )
         with self.engine.connect() as conn:
-            return {key: (etag, naive_utc(lm)) for key, etag, lm in conn.execute(q)}
+            result = conn.execution_options(stream_results=True, yield_per=chunk).execute(q)
+            for k, e, lm in result:
+                yield k, e, naive_utc(lm)
 
     def rows_under(self, bucket: str, prefix: str) -> tuple[int, Iterator[tuple[Any, ...]]]:
         """The rows under a prefix as (key, etag, last_modified, size, sha256, metadata,
@@ -377,15 +424,22 @@ class Catalog:
 
     def known(self, uris: Iterable[str]) -> dict[str, tuple[int, str, str | None]]:
         """{uri: (size, etag, sha256)} for the given URIs that the catalog holds."""
-        wanted = list(dict.fromkeys(uris))
+        by_bucket: dict[str, list[str]] = {}
+        for uri in dict.fromkeys(uris):
+            bucket, sep, key = uri.removeprefix("s3://").partition("/")
+            if uri.startswith("s3://") and sep:
+                by_bucket.setdefault(bucket, []).append(key)
         out: dict[str, tuple[int, str, str | None]] = {}
         with self.engine.connect() as conn:
-            for i in range(0, len(wanted), 500):
-                q = sa.select(
-                    objects.c.uri, objects.c.size, objects.c.etag, objects.c.sha256
-                ).where(objects.c.uri.in_(wanted[i : i + 500]))
-                for uri, size, etag, sha in conn.execute(q):
-                    out[uri] = (size, etag, sha)
+            for bucket, keys in by_bucket.items():
+                for i in range(0, len(keys), 500):
+                    # By the primary key, bucket = ? AND key IN (...): there is no index
+                    # on uri (revision 0003), and SQLite scans for a (bucket, key) IN.
+                    q = sa.select(
+                        objects.c.uri, objects.c.size, objects.c.etag, objects.c.sha256
+                    ).where(objects.c.bucket == bucket, objects.c.key.in_(keys[i : i + 500]))
+                    for uri, size, etag, sha in conn.execute(q):
+                        out[uri] = (size, etag, sha)
         return out
 
     # -- columns --------------------------------------------------------------------
@@ -632,6 +686,25 @@ class Catalog:
         from deon.catalog.query import Reader, run
 
         return run(Reader.from_catalog(self), where=where, sql=sql, limit=limit, close=True)
+
+
+def _upper_bound(prefix: str) -> str | None:
+    """The least string above every string that starts with prefix (None: none is)."""
+    while prefix:
+        last = ord(prefix[-1])
+        if last < 0x10FFFF and not 0xD7FF <= last < 0xE000:
+            return prefix[:-1] + chr(last + 1)
+        if last == 0xD7FF:
+            return prefix[:-1] + "\ue000"
+        prefix = prefix[:-1]
+    return None
+
+
+def _sqlite_time(value: Any) -> dt.datetime:
+    """A time as SQLAlchemy's DateTime stores it on SQLite ("2026-11-01 00:00:00.000000")."""
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value)
+    return naive_utc(value)
 
 
 def _locked(error: BaseException) -> bool:

@@ -15,7 +15,7 @@ from deon.errors import UsageError
 
 #: The Alembic revision the models correspond to; opening a catalog at another
 #: revision upgrades it (checked cheaply, without importing Alembic, on every open).
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 #: The tables deon creates; a SQLite file holding tables but none of these is someone
 #: else's database, which deon leaves alone.
 DEON_TABLES = frozenset({"objects", "sources", "meta_columns"})

@@ -40,8 +40,7 @@ objects = sa.Table(
     #: why the metadata could not be read, when it could not
     sa.Column("metadata_error", sa.Text),
     sa.Column("mirrored_at", sa.DateTime, nullable=False),
-    sa.Index("ix_objects_uri", "uri", unique=True),
-    sa.Index("ix_objects_sha256", "sha256"),
+    # No index on uri or sha256 (revision 0003): rows are found by (bucket, key).
 )
 
 sources = sa.Table(

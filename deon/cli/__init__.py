@@ -76,11 +76,24 @@ class DeonGroup(click.Group):
 @click.group(cls=DeonGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--endpoint-url",
-    envvar=config.ENV_ENDPOINT_URL,
+    # botocore's order: the S3-specific variable first
+    envvar=[config.ENV_ENDPOINT_URL_S3, config.ENV_ENDPOINT_URL],
     metavar="URL",
-    help="S3-compatible endpoint (MinIO, Ceph, a local server). Default: AWS.",
+    help="S3-compatible endpoint (MinIO, Ceph, a local server). Default: what "
+    "~/.aws/config says, else AWS.",
 )
 @click.option("--profile", envvar=config.ENV_PROFILE, help="AWS profile for credentials.")
+@click.option(
+    "--no-sign-request",
+    is_flag=True,
+    default=None,
+    help="Anonymous requests (public datasets): no credentials are looked up.",
+)
+@click.option(
+    "--request-payer",
+    type=click.Choice(["requester"]),
+    help="Pay for the requests to a Requester Pays bucket.",
+)
 @click.option(
     "--catalog",
     envvar=config.ENV_CATALOG,
@@ -98,12 +111,23 @@ class DeonGroup(click.Group):
     "--jobs",
     envvar=config.ENV_JOBS,
     type=click.IntRange(1, 512),
-    help=f"Concurrent transfers and requests (default {config.DEFAULT_JOBS}).",
+    help=f"Concurrent transfers and requests (default {config.DEFAULT_JOBS}); given, it also "
+    "caps the HEADs of `metadata down`, which otherwise adapt up to 256.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summaries on stderr.")
 @click.version_option(__version__, prog_name="deon")
 @click.pass_context
-def cli(ctx: click.Context, endpoint_url, profile, catalog, data_dir, jobs, quiet) -> None:
+def cli(
+    ctx: click.Context,
+    endpoint_url,
+    profile,
+    no_sign_request,
+    request_payer,
+    catalog,
+    data_dir,
+    jobs,
+    quiet,
+) -> None:
     """Share HDF5 datasets through S3.
 
     Upload trajectories with their metadata, mirror every object's metadata into a
@@ -115,10 +139,15 @@ def cli(ctx: click.Context, endpoint_url, profile, catalog, data_dir, jobs, quie
         deon metadata down s3://lab-data
         deon query "robot = 'sawyer'" | deon pull
     """
+    if ctx.get_parameter_source("endpoint_url") is click.core.ParameterSource.ENVIRONMENT:
+        # as botocore reads them (AWS_IGNORE_CONFIGURED_ENDPOINT_URLS)
+        endpoint_url = config.env_endpoint_url()
     ctx.obj = Env(
         overrides={
             "endpoint_url": endpoint_url,
             "profile": profile,
+            "no_sign_request": no_sign_request,
+            "request_payer": request_payer,
             "catalog": catalog,
             "data_dir": data_dir,
             "jobs": jobs,

@@ -19,9 +19,12 @@ class Env:
     overrides: dict[str, Any] = field(default_factory=dict)
     quiet: bool = False
     prefix: str = ""  # before each line of chatter: "round 3 (12:00:05): " with --every
+    #: settings a command's own options set (`up --sse`), applied over the global ones
+    command_overrides: dict[str, Any] = field(default_factory=dict)
 
     def settings(self) -> Any:
-        return config.load_settings(**self.overrides)
+        s = config.load_settings(**self.overrides)
+        return s.with_overrides(**self.command_overrides) if self.command_overrides else s
 
     def log(self, message: str) -> None:
         """One line of chatter on stderr (none with -q)."""

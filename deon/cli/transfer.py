@@ -16,6 +16,14 @@ from deon.cli._render import summarize
 from deon.errors import ExitStatus
 
 
+def transfer(env: Env, verb: str, call: Any, *args: Any, **kwargs: Any) -> None:
+    """Run one api transfer (`up`, `down`, `pull`) with a progress bar, print what is now
+    in place on stdout (URIs for uploads, local paths for downloads) and one summary."""
+    record = (lambda o: o.uri) if verb == "uploaded" else (lambda o: str(o.local))
+    progress = Bar(env.quiet, record)
+    result = call(*args, progress=progress, settings=env.settings(), **kwargs)
+    summarize(env.log, result, verb)
+
 @click.command()
 @pass_env
 def buckets(env: Env) -> None:
@@ -39,6 +47,12 @@ def buckets(env: Env) -> None:
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be uploaded; send nothing.")
 @_watch.watch_options
 @_watch.every_options
+@click.option(
+    "--sse",
+    type=click.Choice(["AES256", "aws:kms"]),
+    help="Server-side encryption of the objects written (as aws-cli's --sse).",
+)
+@click.option("--sse-kms-key-id", metavar="KEY_ID", help="The KMS key for --sse aws:kms.")
 @pass_env
 def up(
     env: Env,
@@ -54,6 +68,8 @@ def up(
     exclude: tuple[str, ...],
     grace: float | None,
     verbose: bool,
+    sse: str | None,
+    sse_kms_key_id: str | None,
 ) -> None:
     """Upload new and changed files under LOCAL_DIR to ADDRESS.
 
@@ -76,6 +92,7 @@ def up(
     """
     from deon import api
 
+    env.command_overrides.update(sse=sse, sse_kms_key_id=sse_kms_key_id)
     period = _watch.every_seconds(every, interval)
     tuning: dict[str, Any] = {"settle": settle, "poll": poll, "exclude": exclude, "grace": grace}
     _watch.check_watch_usage(watch, period, dry_run, **tuning, verbose=verbose)
@@ -84,16 +101,7 @@ def up(
         return
 
     def body() -> None:
-        progress = Bar(env.quiet, lambda o: o.uri)
-        result = api.up(
-            address,
-            local_dir,
-            overwrite=overwrite,
-            dry_run=dry_run,
-            progress=progress,
-            settings=env.settings(),
-        )
-        summarize(env.log, result, "uploaded")
+        transfer(env, "uploaded", api.up, address, local_dir, overwrite=overwrite, dry_run=dry_run)
 
     _watch.repeat(env, period, body)
 
@@ -129,16 +137,7 @@ def down(
     from deon import api
 
     def body() -> None:
-        progress = Bar(env.quiet, lambda o: str(o.local))
-        result = api.down(
-            address,
-            local_dir,
-            force=force,
-            dry_run=dry_run,
-            progress=progress,
-            settings=env.settings(),
-        )
-        summarize(env.log, result, "downloaded")
+        transfer(env, "downloaded", api.down, address, local_dir, force=force, dry_run=dry_run)
 
     _watch.repeat(env, _watch.every_seconds(every, interval), body)
 
@@ -185,13 +184,9 @@ def pull(env: Env, uris: tuple[str, ...], force: bool, dry_run: bool, manifest: 
     if manifest is not None:
         if uris:
             raise click.UsageError("give URIs or --manifest, not both")
-        progress = Bar(env.quiet, lambda o: str(o.local))
         given = sys.stdin.buffer.read() if manifest == "-" else manifest  # freeze -o - | pull
-        result = api.pull(
-            manifest=given, force=force, dry_run=dry_run, progress=progress,
-            settings=env.settings(),
-        )  # fmt: skip
-        return summarize(env.log, result, "downloaded")
+        transfer(env, "downloaded", api.pull, manifest=given, force=force, dry_run=dry_run)
+        return
     if not uris or uris == ("-",):
         if _env.stdin_is_tty():
             raise click.UsageError(
@@ -207,8 +202,4 @@ def pull(env: Env, uris: tuple[str, ...], force: bool, dry_run: bool, manifest: 
             addresses.append(parse_object_uri(uri))
         except AddressError as e:
             raise DeonClickError(f"URI {n}: {e}", ExitStatus.USAGE) from e
-    progress = Bar(env.quiet, lambda o: str(o.local))
-    result = api.pull(
-        addresses, None, force, dry_run=dry_run, progress=progress, settings=env.settings()
-    )
-    summarize(env.log, result, "downloaded")
+    transfer(env, "downloaded", api.pull, addresses, force=force, dry_run=dry_run)

@@ -795,8 +795,15 @@ class Engine:
         )
 
 
-def failed(uri: str, local: Path | None, error: BaseException) -> Outcome:
-    """A FAILED outcome with a one-line message."""
+def failed(
+    uri: str, local: Path | None, error: BaseException, *, fatal_stops: bool = True
+) -> Outcome:
+    """A FAILED outcome with a one-line message. An error that is the same for every
+    item (`DeonError.fatal`: expired credentials, a refused certificate, the clock) is
+    raised again instead, so that the run stops and says it once, unless `fatal_stops`
+    is False (`up --watch` keeps retrying: credentials refresh, clocks get synced)."""
+    if fatal_stops and isinstance(error, DeonError) and error.fatal:
+        raise error
     if isinstance(error, DeonError):
         message = str(error)
     elif isinstance(error, OSError):

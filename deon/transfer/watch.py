@@ -513,7 +513,7 @@ class Watcher:
         except Cancelled:
             outcome = None
         except Exception as e:  # a bug, too, must not end the watch: named, and retried
-            outcome = failed(f"s3://{self.address.bucket}/{key}", path, e)
+            outcome = failed(f"s3://{self.address.bucket}/{key}", path, e, fatal_stops=False)
         self._results.put((rel, ident, outcome, time.monotonic() - started))
         self._wake.set()
 

@@ -1,0 +1,113 @@
+"""The mirror at scale, against the synthetic endpoint (tests/synthetic_s3.py): memory is
+bounded by a batch, not by the bucket; the result is what a HEAD of everything gives."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deon.catalog.db import ObjectRow, open_catalog
+from tests.conftest import DEON_CMD
+from tests.synthetic_s3 import BUCKET, WHEN, Objects, etag_of
+
+ROOT = Path(__file__).resolve().parent.parent
+N = 200_000
+EVERY = 1000  # every 1000th object is gone, changed, or new to the catalog
+#: What a refresh of N objects may take at its peak beyond a refresh of 1000 (resident
+#: set, MB). The refresh that loaded the catalog's rows into a dict and the listed keys
+#: into a set took ~80 MB more here; the streaming one takes a few.
+BOUND_MB = 25
+
+
+def synthetic(tmp_path: Path, **options: int) -> Iterator[str]:
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.synthetic_s3", "--port", "0", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def fill_catalog(path: Path, objects: Objects, skip_every: int) -> None:
+    """The rows a mirror of the plain objects would have made (no metadata columns:
+    the refresh compares key, ETag and LastModified only), but without every
+    `skip_every`-th object, which the refresh must then find new."""
+    when = dt.datetime.fromisoformat(WHEN.replace("Z", "+00:00"))
+    catalog = open_catalog(str(path))
+    batch: list[ObjectRow] = []
+    for i in range(objects.count):
+        if i % skip_every == 3:
+            continue
+        batch.append(ObjectRow(BUCKET, objects.key(i), objects.size, etag_of(i), when))
+        if len(batch) == 20_000:
+            catalog.write(batch)
+            batch = []
+    catalog.write(batch)
+    catalog.close()
+
+
+def peak_rss_mb(args: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Run deon; its peak resident set (VmHWM, which exec resets) and its stderr."""
+    proc = subprocess.Popen(
+        [*DEON_CMD, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    peak = 0
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    err = proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 0, err
+    return peak / 1024, err
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+def test_a_refresh_of_200k_objects_stays_within_a_memory_bound(isolated_env: Path) -> None:
+    env = isolated_env
+    plain = Objects(N)
+    path = env / "catalog.sqlite"
+    fill_catalog(path, plain, EVERY)
+    gen = synthetic(env, objects=N, gone_every=EVERY, changed_every=EVERY)
+    url = next(gen)
+    run_env = {**os.environ, "AWS_ENDPOINT_URL": url, "DEON_CATALOG": str(path)}
+    try:
+        # The same command on the first 1000 objects: what deon takes whatever the size.
+        small, _ = peak_rss_mb(["metadata", "down", f"s3://{BUCKET}/many/traj_000000"], run_env)
+
+        big, err = peak_rss_mb(
+            ["metadata", "down", "--no-snapshot", f"s3://{BUCKET}/many/"], run_env
+        )
+
+        n = N // EVERY
+        assert f"{n} new, {n} changed, {n} deleted, {N - 3 * n} unchanged" in err, err
+        assert big - small < BOUND_MB, f"{big:.0f} MB for {N} objects, {small:.0f} MB for 1000"
+        # the catalog is what the endpoint serves now
+        db = sqlite3.connect(path)
+        rows = db.execute(
+            "SELECT key, etag FROM objects WHERE bucket = ? ORDER BY key", (BUCKET,)
+        ).fetchall()
+        db.close()
+        served = Objects(N, gone_every=EVERY, changed_every=EVERY)
+        assert rows == [(served.key(i), served.etag(i)) for i in range(N) if served.exists(i)]
+    finally:
+        gen.close()
