@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from deon import config
 from deon.errors import DeonError, LocalPathError
 from deon.metadata.hdf5 import Description, describe
+from deon.mirror.sources import endpoint_id
 from deon.results import Progress, SyncResult
 from deon.s3.client import Storage
 from deon.transfer import sync
@@ -84,11 +85,16 @@ MAX_HEADS = 256
 START_HEADS = 64
 
 
+def _state(s: config.Settings) -> State:
+    """The user's state file, its knowledge bound to the endpoint in use."""
+    return State(endpoint=endpoint_id(s.endpoint_url))
+
+
 @contextlib.contextmanager
 def _engine(s: config.Settings, progress: Progress | None) -> Iterator[tuple[Engine, State]]:
     """The transfer engine of one command and the user's upload ledger, both closed
     when the command ends, however it ends."""
-    state = State()
+    state = _state(s)
     try:
         with Engine(make_storage(s), s.jobs, progress, state) as engine:
             yield engine, state
@@ -197,7 +203,7 @@ def up_watch(
         overwrite=overwrite,
         readers=tuple(metadata_readers(s)),
     )
-    state = State()
+    state = _state(s)
     try:
         watcher = Watcher(
             make_storage(s), state, target, local, jobs=s.jobs, options=opts, report=report
@@ -566,14 +572,33 @@ def mirror(
 
     Raises:
         UsageError: no address given and the catalog has no sources yet.
+        DiskFull: the catalog's disk is full (its last transaction is rolled back).
     """
+    s = _settings(settings, **options)
+    try:
+        return _mirror_into(s, addresses, snapshots, progress)
+    except Exception as e:
+        from deon.catalog.location import plain_path
+        from deon.transfer import disk
+
+        if not disk.is_disk_full(e):
+            raise
+        path = plain_path(s.catalog)
+        raise disk.catalog_full(path, str(path or s.catalog)) from e
+
+
+def _mirror_into(
+    s: config.Settings,
+    addresses: Iterable[str | S3Address] | None,
+    snapshots: bool,
+    progress: Progress | None,
+) -> MirrorResult:
     from deon.catalog.db import open_catalog as _open
     from deon.errors import UsageError
     from deon.mirror.refresh import mirror as _mirror
     from deon.mirror.sources import plan as plan_sources
     from deon.s3.client import safe_url
 
-    s = _settings(settings, **options)
     targets = [_address(a) for a in addresses or ()]
     with _open(s.catalog) as catalog:
         sources = catalog.sources()
@@ -787,7 +812,7 @@ def verify(
         if key and not key.endswith("/"):
             exact = [r for r in found if r.key == key]
             found = exact or [r for r in found if r.key.startswith(key + "/")]
-    state = State()
+    state = _state(s)
     try:
         return _verify(found, address, s.data_dir, local, state, jobs=s.jobs, on_finding=on_finding)
     finally:

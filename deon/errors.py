@@ -18,6 +18,8 @@ class ExitStatus(IntEnum):
     #: bad usage or input: a malformed address, a missing folder, an unknown bucket
     USAGE = 2
     INTERRUPTED = 130
+    #: stopped by SIGTERM (128 + 15)
+    TERMINATED = 143
 
 
 class DeonError(Exception):
@@ -53,6 +55,15 @@ class ConfigError(UsageError):
 
 class BucketNotFound(UsageError):
     """The bucket named in an address does not exist."""
+
+
+class LocalFileError(DeonError):
+    """The local file system refused a write: read-only, gone, a name it cannot hold."""
+
+
+class DiskFull(LocalFileError):
+    """No space left on the local file system (ENOSPC, or a quota): the run stops
+    early, since every further item would fail the same way."""
 
 
 class KeyNotFound(DeonError):
@@ -114,6 +125,12 @@ class WarningCode(str, Enum):
     SNAPSHOT_UNUSED = "snapshot-unused"
     #: a source is now mirrored from another endpoint than before
     ENDPOINT_MOVED = "endpoint-moved"
+    #: the run stopped early (a full disk): the items not tried are counted
+    STOPPED_EARLY = "stopped-early"
+    #: deon's state file (hash cache, upload ledger) could not be written
+    STATE_UNWRITABLE = "state-unwritable"
+    #: a local file was deleted while it went up (the object holds it as it was)
+    DELETED_DURING_UP = "deleted-during-up"
     #: a manifest is pulled from another endpoint than the one it was frozen from
     MANIFEST_ENDPOINT = "manifest-endpoint"
     #: an HDF5 file went up without metadata: no metadata reader recognised it, or the

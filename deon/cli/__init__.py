@@ -9,6 +9,7 @@ modules are imported inside the commands so that `deon --help` starts quickly.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,12 @@ class DeonGroup(click.Group):
             if debug():
                 raise
             raise DeonClickError(str(e), e.exit_status) from e
-        except KeyboardInterrupt:
-            click.echo("\nInterrupted.", err=True)
-            raise click.exceptions.Exit(ExitStatus.INTERRUPTED) from None
+        except KeyboardInterrupt as e:
+            from deon.cli._signals import status
+
+            code, line = status(e)
+            click.echo(("\n" if sys.stderr.isatty() else "") + line, err=True)
+            raise click.exceptions.Exit(code) from None
         except BrokenPipeError:
             quiet_stdout()
             raise click.exceptions.Exit(141) from None
@@ -173,6 +177,9 @@ for _command in (
 
 def main() -> None:
     """Console-script entry point."""
+    from deon.cli._signals import install
+
+    install()
     cli(prog_name="deon")
 
 

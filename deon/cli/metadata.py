@@ -176,12 +176,16 @@ def metadata_load(env: Env, address: str | None) -> None:
         # Commands from a pipe: run them as a script; stdout carries only their output.
         _run_script(sys.stdin.read(), ns)
         return
+    from deon.cli._signals import interactive
+
     try:
         from IPython import start_ipython
     except ImportError:
         import code as console
 
-        console.interact(banner=banner, local=ns, exitmsg="")
+        with interactive():
+            console.interact(banner=banner, local=ns, exitmsg="")
         return
     click.echo(banner, err=True)
-    start_ipython(argv=["--no-banner"], user_ns=ns)
+    with interactive():
+        start_ipython(argv=["--no-banner"], user_ns=ns)

@@ -35,7 +35,8 @@ def holds(engine: Engine, dest: Path, entry: Entry) -> bool:
         return False
     if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
         return False
-    cached = engine.state.lookup(dest, st) if engine.state is not None else None
+    state = engine.state
+    cached = state.lookup(dest, st, entry.bucket, entry.key) if state is not None else None
     if cached is not None:
         if entry.sha256 is not None:
             return cached.sha256 == entry.sha256
@@ -50,7 +51,13 @@ def holds(engine: Engine, dest: Path, entry: Entry) -> bool:
         current = matches_etag(digest, entry.etag)
     if engine.state is not None:
         engine.state.remember(
-            dest, st, digest.sha256, md5=digest.md5, etag=entry.etag if current else None
+            dest,
+            st,
+            digest.sha256,
+            md5=digest.md5,
+            etag=entry.etag if current else None,
+            bucket=entry.bucket,
+            key=entry.key,
         )
     return current
 
@@ -123,4 +130,4 @@ def pull(
         entry, dest = task
         return _fetch(engine, entry, dest, force=force, dry_run=dry_run)
 
-    return collect(result, engine.run(one, tasks), engine.progress, started)
+    return collect(result, engine.run(one, tasks), engine.progress, started, engine)

@@ -23,7 +23,13 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    FIRST_EXCEPTION,
+    Future,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +38,7 @@ from typing import Any, TypeVar
 from deon.errors import (
     AccessDenied,
     DeonError,
+    DiskFull,
     IntegrityError,
     KeyNotFound,
     LocalPathError,
@@ -40,6 +47,7 @@ from deon.errors import (
 from deon.metadata import wire as meta
 from deon.results import Outcome, Progress, Status
 from deon.s3.client import ObjectHead, Storage, stream_errors
+from deon.transfer import disk
 from deon.transfer.digest import (
     PART_SIZE,
     READ_SIZE,
@@ -64,6 +72,8 @@ T = TypeVar("T")
 
 #: Attempts at a response body that breaks while streaming (each resumes where it broke).
 STREAM_ATTEMPTS = 6
+#: Longest delay between an item finishing and its being reported done (see Engine.run).
+REPORT_SECONDS = 0.1
 
 
 def _umask() -> int:
@@ -241,6 +251,10 @@ class Engine:
         self.workers = max(1, workers)
         self.progress = progress or Progress()
         self.cancel = threading.Event()
+        #: Why the run stopped early (a full disk), and how many items it did not try.
+        self.halted: str | None = None
+        self.untried = 0
+        self.dirs = disk.DirSync()
         self._umask = _umask()
         self._swept: set[Path] = set()
         self._sweep_lock = threading.Lock()
@@ -266,18 +280,51 @@ class Engine:
         `fn` reports its own failures as FAILED outcomes; an unexpected exception in
         it propagates. On KeyboardInterrupt, workers stop at their next chunk.
         """
-        futures: list[Future[Outcome]] = []
+        futures: list[Future[Outcome | None]] = []
+
+        def guarded(item: T) -> Outcome | None:
+            if self.halted is not None:
+                return None  # not tried: the run stopped early
+            return fn(item)
+
         try:
-            futures = [self._items.submit(fn, item) for item in items]
-            for future in as_completed(futures):
-                outcome = future.result()
-                self.progress.item_done(outcome)
-                yield outcome
+            futures = [self._items.submit(guarded, item) for item in items]
+            # Outcomes are reported in batches, at most REPORT_SECONDS after they come:
+            # one sync of each folder makes a whole batch's renames durable before any of
+            # them is reported done.
+            waiting: set[Future[Outcome | None]] = set(futures)
+            batch: list[Outcome] = []
+            since = time.monotonic()
+            while waiting:
+                finished, waiting = wait(
+                    waiting, timeout=REPORT_SECONDS, return_when=FIRST_COMPLETED
+                )
+                for future in finished:
+                    outcome = future.result()
+                    if outcome is None:
+                        self.untried += 1
+                    else:
+                        batch.append(outcome)
+                now = time.monotonic()
+                if batch and (not waiting or not finished or now - since >= REPORT_SECONDS):
+                    self.dirs.flush()  # what they renamed is durable before it is reported
+                    since = now
+                    for outcome in batch:
+                        if disk.trace is not None and outcome.local is not None:
+                            disk.record("done", outcome.local)
+                        self.progress.item_done(outcome)
+                        yield outcome
+                    batch = []
         except BaseException:
             self.cancel.set()
             for f in futures:
                 f.cancel()
             raise
+
+    def halt(self, reason: str) -> None:
+        """Stop the run early: items not started yet are not tried."""
+        if self.halted is None:
+            self.halted = reason
 
     def check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -320,17 +367,35 @@ class Engine:
             Cancelled: the run was interrupted.
         """
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-        except FileExistsError as e:
-            raise LocalPathError(f"a file is in the way of folder {dest.parent}") from e
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            except FileExistsError as e:
+                raise LocalPathError(f"a file is in the way of folder {dest.parent}") from e
+            except OSError as e:
+                if disk.local_error(e, dest) is not None:
+                    raise
+                raise LocalPathError(f"cannot create folder {dest.parent}: {e.strerror}") from e
+            if dest.is_dir():
+                raise LocalPathError(f"a folder is in the way of file {dest}")
+            self.sweep_once(dest.parent)
+            if size is not None and etag and uses_multipart(size):
+                return self._download_ranged(bucket, key, dest, size, etag, pin)
+            return self._download_whole(bucket, key, dest, pin)
         except OSError as e:
-            raise LocalPathError(f"cannot create folder {dest.parent}: {e.strerror}") from e
-        if dest.is_dir():
-            raise LocalPathError(f"a folder is in the way of file {dest}")
-        self.sweep_once(dest.parent)
-        if size is not None and etag and uses_multipart(size):
-            return self._download_ranged(bucket, key, dest, size, etag, pin)
-        return self._download_whole(bucket, key, dest, pin)
+            error = disk.local_error(e, dest, size)
+            if error is None:
+                raise
+            # A partial download is kept for resuming after an interruption or a network
+            # failure, not after the disk refused it: it would hold on to the space that
+            # is missing, or wait for a name that cannot be made.
+            if size is not None and etag:
+                tmp = resumable_temp_path(dest, etag)
+                for leftover in (tmp, tmp.with_name(tmp.name + ".parts")):
+                    with contextlib.suppress(OSError):
+                        leftover.unlink()
+            if isinstance(error, DiskFull):
+                self.halt(str(error))  # every further item would fail the same way
+            raise error from e
 
     def sweep_once(self, folder: Path) -> None:
         """Clean up what killed runs left in a folder (`sweep_temps`), once per run."""
@@ -393,6 +458,7 @@ class Engine:
                             written += n
                             self.progress.advance(n)
             assert head is not None
+            disk.fsync_file(fd, tmp)
             os.close(fd)
             fd = -1
             total = head.total_size if head.total_size is not None else head.size
@@ -408,7 +474,7 @@ class Engine:
             )
             if pin is not None:
                 pin.check(f"s3://{bucket}/{key}", head, got)
-            self._finalize(tmp, dest, head.last_modified, got, head.etag)
+            self._finalize(tmp, dest, bucket, key, head.last_modified, got, head.etag)
             return Downloaded(written, got, head)
         except BaseException:
             if fd >= 0:
@@ -473,6 +539,7 @@ class Engine:
                     head = self.storage.head(bucket, key)
                 multipart = etag_hasher(head)
                 got = self._hash_file(fd, size, multipart)
+                disk.fsync_file(fd, tmp)
             finally:
                 os.close(fd)
             try:
@@ -484,7 +551,7 @@ class Engine:
                 tmp.unlink(missing_ok=True)
                 journal.unlink(missing_ok=True)
                 raise
-            self._finalize(tmp, dest, head.last_modified, got, etag)
+            self._finalize(tmp, dest, bucket, key, head.last_modified, got, etag)
             journal.unlink(missing_ok=True)
         return Downloaded(size, got, head)
 
@@ -563,7 +630,14 @@ class Engine:
         return sha.hexdigest()
 
     def _finalize(
-        self, tmp: Path, dest: Path, last_modified: datetime | None, sha256: str, etag: str
+        self,
+        tmp: Path,
+        dest: Path,
+        bucket: str,
+        key: str,
+        last_modified: datetime | None,
+        sha256: str,
+        etag: str,
     ) -> None:
         """Give the verified file normal permissions and the object's time, rename it
         into place, and remember what its bytes are."""
@@ -572,9 +646,10 @@ class Engine:
             os.utime(tmp, (time.time(), last_modified.timestamp()))
         if dest.is_dir():
             raise LocalPathError(f"a folder is in the way of file {dest}")
-        os.replace(tmp, dest)
+        disk.replace(tmp, dest)
+        self.dirs.note(dest.parent)  # synced before the item is reported done (run)
         if self.state is not None:
-            self.state.remember(dest, os.stat(dest), sha256, etag=etag)
+            self.state.remember(dest, os.stat(dest), sha256, etag=etag, bucket=bucket, key=key)
 
     # -- uploads --------------------------------------------------------------------
 

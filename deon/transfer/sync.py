@@ -14,11 +14,13 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 from deon.errors import (
     DeonError,
     DeonWarning,
+    IntegrityError,
     KeyNotFound,
     LocalPathError,
     PreconditionFailed,
@@ -84,7 +86,7 @@ def _is_current(engine: Engine, bucket: str, key: str, dest: Path, known: Known)
     if not stat.S_ISREG(st.st_mode) or st.st_size != known.size:
         return False
     state = engine.state
-    cached = state.lookup(dest, st) if state is not None else None
+    cached = state.lookup(dest, st, bucket, key) if state is not None else None
     if cached is not None:
         if cached.etag is not None and cached.etag == known.etag:
             return True
@@ -110,7 +112,13 @@ def _is_current(engine: Engine, bucket: str, key: str, dest: Path, known: Known)
         current = head.etag == known.etag and expected_sha256(head) == digest.sha256
     if state is not None:
         state.remember(
-            dest, st, digest.sha256, md5=digest.md5, etag=known.etag if current else None
+            dest,
+            st,
+            digest.sha256,
+            md5=digest.md5,
+            etag=known.etag if current else None,
+            bucket=bucket,
+            key=key,
         )
     return current
 
@@ -152,16 +160,47 @@ def _fetch(
 
 
 def _collect(
-    result: SyncResult, outcomes: Iterator[Outcome], progress: Progress, started: float
+    result: SyncResult,
+    outcomes: Iterator[Outcome],
+    progress: Progress,
+    started: float,
+    engine: Engine | None = None,
 ) -> SyncResult:
     try:
         for outcome in outcomes:
             result.outcomes.append(outcome)
     finally:
         result.seconds = time.monotonic() - started
+        if engine is not None:
+            _stopped(result, engine)
         progress.end()
     result.outcomes.sort(key=lambda o: o.uri)
     return result
+
+
+def _stopped(result: SyncResult, engine: Engine) -> None:
+    """Warn once that the run stopped early, and that the state file could not be
+    written (neither fails an item by itself)."""
+    messages = []
+    if engine.state is not None:
+        engine.state.flush()  # so that a state file that cannot be written is told now
+    if engine.halted is not None and engine.untried:
+        messages.append(
+            DeonWarning(
+                WarningCode.STOPPED_EARLY,
+                f"stopped early: {engine.halted}; {engine.untried} item(s) not tried",
+            )
+        )
+    if engine.state is not None and engine.state.problem is not None:
+        messages.append(
+            DeonWarning(
+                WarningCode.STATE_UNWRITABLE,
+                f"{engine.state.problem}; the transfers themselves are not affected",
+            )
+        )
+    for message in messages:
+        result.warnings.append(message)
+        engine.progress.warn(message)
 
 
 # -- down and pull -----------------------------------------------------------------------
@@ -221,7 +260,7 @@ def down(
                 engine.sweep_once(dest.parent)  # what killed runs left, even if all is current
                 hint = hints.get(obj.uri)
                 sha = hint.sha256 if hint is not None and hint.etag == obj.etag else None
-                if cached and _cached_current(dest, obj, sha, cached):
+                if cached and _cached_current(engine.state, dest, obj, sha, cached):
                     progress.advance(obj.size)
                     settle(Outcome(obj.uri, dest, Status.UNCHANGED, obj.size))
                     continue
@@ -238,7 +277,7 @@ def down(
             dry_run=dry_run,
         )
 
-    done = _collect(result, engine.run(one, tasks()), progress, started)
+    done = _collect(result, engine.run(one, tasks()), progress, started, engine)
     if not done.outcomes:
         message = f"nothing under s3://{address.bucket}/{prefix}"
         if address.key and not address.key.endswith("/"):
@@ -253,7 +292,11 @@ def down(
 
 
 def _cached_current(
-    dest: Path, obj: ObjectInfo, sha256: str | None, cached: dict[str, tuple[object, ...]]
+    state: State | None,
+    dest: Path,
+    obj: ObjectInfo,
+    sha256: str | None,
+    cached: dict[str, tuple[object, ...]],
 ) -> bool:
     """Whether the preloaded hash cache proves the file holds the object's bytes."""
     row = cached.get(os.fsdecode(dest))
@@ -265,7 +308,9 @@ def _cached_current(
         return False
     if not stat.S_ISREG(st.st_mode) or row[:5] != identity(st) or st.st_size != obj.size:
         return False
-    return row[7] == obj.etag or (sha256 is not None and row[5] == sha256)
+    if state is not None and state.etag_of(row, obj.bucket, obj.key) == obj.etag:
+        return True
+    return sha256 is not None and row[5] == sha256
 
 
 def home(engine: Engine, result: SyncResult, bucket: str, key: str, data_dir: Path) -> Path | None:
@@ -310,10 +355,26 @@ def pull(
         address, dest = task
         return _fetch(engine, address, dest, known.get(address.uri), force=force, dry_run=dry_run)
 
-    return _collect(result, engine.run(one, tasks), progress, started)
+    return _collect(result, engine.run(one, tasks), progress, started, engine)
 
 
 # -- up ------------------------------------------------------------------------------------
+
+
+#: Times `up` sends a file that changes while it goes up before giving up on it.
+UPLOAD_ATTEMPTS = 3
+
+
+class ChangedWhileRead(Exception):
+    """The bytes sent are not the ones hashed: the file changed while it was read."""
+
+
+def _deleted(path: Path) -> str:
+    return f"deleted before it could go up: {path}"
+
+
+def _epoch() -> datetime:
+    return datetime.fromtimestamp(0, timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -406,7 +467,7 @@ def up(
             overwrite=overwrite, dry_run=dry_run, not_hdf5=not_hdf5, readers=readers,
         )  # fmt: skip
 
-    done = _collect(result, engine.run(one, files), progress, started)
+    done = _collect(result, engine.run(one, files), progress, started, engine)
     if not_hdf5:
         done.warnings.append(
             DeonWarning(
@@ -439,29 +500,114 @@ def upload_file(
     in between, nothing is sent, because the bytes read may be half old and half new
     (a FAILED outcome saying so). With `expect`, the file must also still be the one
     with that identity (`state.identity`), e.g. the one `up --watch` found complete.
+
+    After it is sent, the file is looked at again: when it changed since it was hashed,
+    the object holds a version that is gone, so it is compared again and sent again
+    (UPLOAD_ATTEMPTS in all; `up --watch`, which gives `expect`, settles it itself). A
+    file deleted meanwhile is named.
+
     `readers` find its metadata (default: deon.metadata.readers' order).
     """
-    progress = engine.progress
     key = address.prefix + item.relative
     uri = f"s3://{address.bucket}/{key}"
-    sidecar_root = f"{address.prefix}{RESERVED_SEGMENT}/meta/"
     try:
+        check_relative_key(item.relative)
+    except UnsafeKey as e:
+        return Outcome(uri, item.path, Status.FAILED, message=f"unshareable name: {e}")
+    progress = engine.progress
+    for _ in range(UPLOAD_ATTEMPTS):
         try:
-            check_relative_key(item.relative)
-        except UnsafeKey as e:
-            return Outcome(uri, item.path, Status.FAILED, message=f"unshareable name: {e}")
+            outcome, st = _upload_once(
+                engine, state, address, item, key, existing, result,
+                overwrite=overwrite, dry_run=dry_run, not_hdf5=not_hdf5, expect=expect,
+                readers=readers,
+            )  # fmt: skip
+        except FileNotFoundError:
+            return Outcome(uri, item.path, Status.FAILED, message=_deleted(item.path))
+        except ChangedWhileRead:
+            outcome, st = None, None
+        if outcome is not None and (not outcome.ok or outcome.status is Status.PLANNED):
+            return outcome
+        try:
+            now = os.stat(item.path)
+        except FileNotFoundError:
+            if outcome is None:
+                return Outcome(uri, item.path, Status.FAILED, message=_deleted(item.path))
+            message = DeonWarning(
+                WarningCode.DELETED_DURING_UP,
+                f"{item.path} was deleted while it went up; {uri} holds it as it was",
+            )
+            result.warnings.append(message)
+            progress.warn(message)
+            return outcome
+        if outcome is not None and (
+            expect is not None or (st is not None and identity(now) == identity(st))
+        ):
+            return outcome
+        # Changed since it was hashed: what went up (if anything) is not the file as it
+        # is now. Compare again with what is at the key now, and send it again.
+        try:
+            head = engine.storage.head(address.bucket, key)
+            existing = ObjectInfo(
+                address.bucket, key, head.size, head.etag, head.last_modified or _epoch()
+            )
+        except KeyNotFound:
+            existing = None
+        except (DeonError, OSError) as e:
+            return failed(uri, item.path, e)
+    return Outcome(
+        uri,
+        item.path,
+        Status.FAILED,
+        message=f"{item.path} kept changing while it went up ({UPLOAD_ATTEMPTS} attempts); "
+        "run again once it is written",
+    )
+
+
+def _upload_once(
+    engine: Engine,
+    state: State,
+    address: S3Address,
+    item: LocalFile,
+    key: str,
+    existing: ObjectInfo | None,
+    result: SyncResult,
+    *,
+    overwrite: bool,
+    dry_run: bool,
+    not_hdf5: list[str] | None,
+    expect: tuple[int, int, int, int, int] | None,
+    readers: Sequence[Reader] | None,
+) -> tuple[Outcome, os.stat_result | None]:
+    """Hash and send the file once: the outcome, and the file as it was hashed.
+
+    Raises:
+        FileNotFoundError: the file is gone.
+        ChangedWhileRead: the bytes sent were not the ones hashed (a multipart upload's
+            parts, read again, differed); nothing was completed.
+    """
+    progress = engine.progress
+    uri = f"s3://{address.bucket}/{key}"
+    sidecar_root = f"{address.prefix}{RESERVED_SEGMENT}/meta/"
+    st: os.stat_result | None = None
+    try:
         st = os.stat(item.path)
         if expect is not None and identity(st) != expect:
-            return Outcome(uri, item.path, Status.FAILED, message=CHANGED_WHILE_READ)
+            return Outcome(uri, item.path, Status.FAILED, message=CHANGED_WHILE_READ), st
         cached = state.lookup(item.path, st)
+        mine = state.upload(address.bucket, key) if existing is not None else None
         if (
             existing is not None
             and cached is not None
+            and mine is not None
             and existing.size == st.st_size
-            and cached.etag == existing.etag
+            and mine.etag == existing.etag
+            and mine.sha256 == cached.sha256
         ):
-            progress.advance(st.st_size)  # uploaded (or downloaded) as it is now
-            return Outcome(uri, item.path, Status.UNCHANGED, st.st_size)
+            # This user uploaded these very bytes, with deon's headers, to this
+            # endpoint, bucket and key, and the object is still that one.
+            progress.advance(st.st_size)
+            return Outcome(uri, item.path, Status.UNCHANGED, st.st_size), st
         # MD5 only to compare with an object of the same size by its ETag.
         md5 = existing is not None and existing.size == st.st_size
         data: bytes | None = None
@@ -470,16 +616,14 @@ def upload_file(
         else:
             data = item.path.read_bytes()  # read once: hashed, then sent as is
             digest = digest_bytes(data, md5=md5)
-        encoded, hdf5 = _encode_metadata(
-            item.path, digest, sidecar_root, result, progress, readers
-        )
+        encoded, hdf5 = _encode_metadata(item.path, digest, sidecar_root, result, progress, readers)
         if identity(os.stat(item.path)) != identity(st):
             # Written to while read: what was read may be no version the file ever had.
-            return Outcome(uri, item.path, Status.FAILED, message=CHANGED_WHILE_READ)
+            return Outcome(uri, item.path, Status.FAILED, message=CHANGED_WHILE_READ), st
         state.remember(item.path, st, digest.sha256, md5=digest.md5)
         if not hdf5 and not_hdf5 is not None:
             not_hdf5.append(item.relative)
-        return _put(
+        outcome = _put(
             engine,
             state,
             address.bucket,
@@ -494,10 +638,15 @@ def upload_file(
             overwrite=overwrite,
             dry_run=dry_run,
         )
-    except Cancelled:
+        return outcome, st
+    except (Cancelled, FileNotFoundError):
         raise
+    except IntegrityError as e:
+        if "changed while it was being uploaded" in str(e):
+            raise ChangedWhileRead() from e
+        return failed(uri, item.path, e), st
     except (DeonError, OSError) as e:
-        return failed(uri, item.path, e)
+        return failed(uri, item.path, e), st
 
 
 def _encode_metadata(
@@ -552,7 +701,7 @@ def _record_upload(
     theirs, and the file as current unless it changed while it went up."""
     state.record_upload(bucket, key, etag, digest.sha256)
     if os.stat(path) == st:
-        state.remember(path, st, digest.sha256, md5=digest.md5, etag=etag)
+        state.remember(path, st, digest.sha256, md5=digest.md5, etag=etag, bucket=bucket, key=key)
 
 
 #: The largest object S3 copies in one request (CopyObject).
@@ -586,7 +735,9 @@ def _same_bytes(
     def unchanged(ours: bool, current: str | None) -> Outcome:
         if ours and current is not None:
             state.record_upload(bucket, key, current, digest.sha256)
-        state.remember(path, st, digest.sha256, md5=digest.md5, etag=current)
+        state.remember(
+            path, st, digest.sha256, md5=digest.md5, etag=current, bucket=bucket, key=key
+        )
         engine.progress.advance(digest.size)
         return Outcome(uri, path, Status.UNCHANGED, digest.size)
 
