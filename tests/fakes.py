@@ -100,6 +100,10 @@ class FakeStorage:
 
     # -- what deon's layers call ---------------------------------------------------------
 
+    def throttled_until(self) -> float:
+        """Never throttles (transfer/budget.py backs off when this grows)."""
+        return 0.0
+
     def iter_pages(self, bucket: str, prefix: str = "") -> Any:
         self.calls["LIST"] += 1
         keys = sorted((k for k in self.objects if k.startswith(prefix)), key=lambda k: k.encode())
