@@ -119,3 +119,66 @@ def test_the_budget_doubles_while_throughput_grows_then_holds_and_halves_on_slow
     for _ in range(4):
         window(capped, clock, lambda limit: 25 * limit)
     assert capped.limit == 10 and capped.peak == 10
+
+
+def test_the_workers_never_outnumber_the_budget_and_leave_when_it_shrinks() -> None:
+    import threading
+    import time
+
+    from deon.transfer.budget import Budget, Workers
+
+    budget = Budget(4, 64, adaptive=False)
+    gate = threading.Event()
+    lock = threading.Lock()
+    running, most, done = [0], [0], []
+
+    def call(i: int) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        gate.wait(10)
+        with budget:
+            pass
+        with lock:
+            running[0] -= 1
+            done.append(i)
+
+    workers = Workers(budget, "test")
+    for i in range(50):  # queued far ahead of the budget, as the mirror queues HEADs
+        workers.submit(call, i)
+    time.sleep(0.2)
+    assert most[0] == 4
+    assert len([t for t in threading.enumerate() if t.name.startswith("test-")]) == 4
+    budget.limit = 2  # SlowDown halved it
+    gate.set()
+    deadline = time.monotonic() + 10
+    while len(done) < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert len([t for t in threading.enumerate() if t.name.startswith("test-")]) == 2
+    workers.close()
+    assert sorted(done) == list(range(50))
+    assert most[0] == 4
+    assert not [t for t in threading.enumerate() if t.name.startswith("test-")]
+
+
+def test_closing_the_workers_after_an_error_drops_the_calls_still_queued() -> None:
+    import threading
+
+    from deon.transfer.budget import Budget, Workers
+
+    budget = Budget(2, 2, adaptive=False)
+    gate = threading.Event()
+    done: list[int] = []
+
+    def call(i: int) -> None:
+        gate.wait(10)
+        done.append(i)
+
+    with pytest.raises(KeyboardInterrupt):
+        with Workers(budget, "test") as workers:
+            for i in range(20):
+                workers.submit(call, i)
+            threading.Timer(0.2, gate.set).start()
+            raise KeyboardInterrupt
+    assert len(done) == 2  # the two running finished; the 18 queued never started

@@ -22,7 +22,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +32,7 @@ from deon.metadata import wire as meta
 from deon.mirror.snapshot import Entry, Snapshots
 from deon.results import Progress
 from deon.s3.client import ObjectInfo, Storage, safe_url
-from deon.transfer.budget import Budget
+from deon.transfer.budget import Budget, Workers
 from deon.transfer.sync import listed
 from deon.uri import S3Address
 
@@ -235,7 +234,7 @@ def mirror(
     )
     result.head_budget = budget
     try:
-        with ThreadPoolExecutor(jobs, thread_name_prefix="deon-head") as pool:
+        with Workers(budget, "deon-head") as pool:
             for address in addresses:
                 snaps = None
                 try:
@@ -350,7 +349,7 @@ def _mirror_one(
     catalog: Catalog,
     storage: Storage,
     address: S3Address,
-    pool: ThreadPoolExecutor,
+    pool: Workers,
     budget: Budget,
     sidecars: _Sidecars,
     progress: Progress,

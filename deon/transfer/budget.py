@@ -20,6 +20,7 @@ here: the range to search spans two orders of magnitude):
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -123,3 +124,71 @@ class Budget:
     def _restart(self) -> None:
         self._window_start = self._clock()
         self._window_done = 0
+
+
+class Workers:
+    """Threads that run submitted calls, never more of them than the budget's limit.
+
+    A ThreadPoolExecutor sized for the budget's cap starts a thread for every call
+    submitted while none is idle, so with calls queued ahead of the budget it grew to
+    the cap (256) and parked most of those threads on the budget: thread starts and
+    wake-ups that cost more CPU, on 2 cores, than the HEADs themselves. Here a thread
+    is started only while there are fewer than `budget.limit`, and one leaves when the
+    limit has fallen below the count. Calls must not raise (they report through their
+    own channel); one that does ends its thread's loop with the error lost, so callers
+    catch everything.
+    """
+
+    def __init__(self, budget: Budget, name: str = "deon-worker") -> None:
+        self._budget = budget
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[Callable[..., object], tuple[object, ...]] | None]
+        self._queue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._running = 0
+
+    def submit(self, fn: Callable[..., object], *args: object) -> None:
+        self._queue.put((fn, args))
+        if self._running < self._budget.limit:
+            with self._lock:
+                if self._running < self._budget.limit:
+                    self._running += 1
+                    t = threading.Thread(
+                        target=self._loop, name=f"{self._name}-{len(self._threads)}", daemon=True
+                    )
+                    self._threads.append(t)
+                    t.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fn, args = item
+            fn(*args)
+            if self._running > self._budget.limit:
+                with self._lock:
+                    if self._running > self._budget.limit:
+                        self._running -= 1
+                        return
+
+    def close(self, cancel: bool = False) -> None:
+        """Wait for the calls submitted (with `cancel`, only for those running)."""
+        if cancel:
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+        with self._lock:
+            for _ in self._threads:
+                self._queue.put(None)
+        for t in self._threads:
+            t.join()
+
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, kind: object, *exc: object) -> None:
+        self.close(cancel=kind is not None)
