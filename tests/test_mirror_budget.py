@@ -175,10 +175,9 @@ def test_closing_the_workers_after_an_error_drops_the_calls_still_queued() -> No
         gate.wait(10)
         done.append(i)
 
-    with pytest.raises(KeyboardInterrupt):
-        with Workers(budget, "test") as workers:
-            for i in range(20):
-                workers.submit(call, i)
-            threading.Timer(0.2, gate.set).start()
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), Workers(budget, "test") as workers:
+        for i in range(20):
+            workers.submit(call, i)
+        threading.Timer(0.2, gate.set).start()
+        raise KeyboardInterrupt
     assert len(done) == 2  # the two running finished; the 18 queued never started

@@ -623,22 +623,8 @@ def _upload_once(
         state.remember(item.path, st, digest.sha256, md5=digest.md5)
         if not hdf5 and not_hdf5 is not None:
             not_hdf5.append(item.relative)
-        outcome = _put(
-            engine,
-            state,
-            address.bucket,
-            key,
-            item.path,
-            digest,
-            data,
-            st,
-            encoded,
-            hdf5,
-            existing,
-            overwrite=overwrite,
-            dry_run=dry_run,
-        )
-        return outcome, st
+        upload = _Upload(address.bucket, key, item.path, st, digest, encoded, hdf5, data)
+        return _put(engine, state, upload, existing, overwrite=overwrite, dry_run=dry_run), st
     except (Cancelled, FileNotFoundError):
         raise
     except IntegrityError as e:
@@ -688,20 +674,40 @@ def _encode_metadata(
     return encoded, hdf5
 
 
-def _record_upload(
-    state: State,
-    bucket: str,
-    key: str,
-    path: Path,
-    st: os.stat_result,
-    digest: Digest,
-    etag: str,
-) -> None:
+@dataclass(frozen=True)
+class _Upload:
+    """One file going up to one key: the file as it was hashed, and its headers."""
+
+    bucket: str
+    key: str
+    path: Path
+    st: os.stat_result
+    digest: Digest
+    encoded: meta.Encoded
+    hdf5: bool
+    data: bytes | None = None  # the bytes read once, when small enough to send as is
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def content_type(self) -> str | None:
+        return HDF5_CONTENT_TYPE if self.hdf5 else None
+
+    def outcome(self, status: Status, message: str | None = None) -> Outcome:
+        if message is not None:
+            return Outcome(self.uri, self.path, status, message=message)
+        return Outcome(self.uri, self.path, status, self.digest.size)
+
+
+def _record_upload(state: State, up: _Upload, etag: str) -> None:
     """The object at the key now holds the file's bytes as this user's: remember it as
     theirs, and the file as current unless it changed while it went up."""
-    state.record_upload(bucket, key, etag, digest.sha256)
-    if os.stat(path) == st:
-        state.remember(path, st, digest.sha256, md5=digest.md5, etag=etag, bucket=bucket, key=key)
+    d = up.digest
+    state.record_upload(up.bucket, up.key, etag, d.sha256)
+    if os.stat(up.path) == up.st:
+        state.remember(up.path, up.st, d.sha256, md5=d.md5, etag=etag, bucket=up.bucket, key=up.key)
 
 
 #: The largest object S3 copies in one request (CopyObject).
@@ -709,19 +715,7 @@ MAX_COPY_BYTES = 5 * 1024**3
 
 
 def _same_bytes(
-    engine: Engine,
-    state: State,
-    bucket: str,
-    key: str,
-    path: Path,
-    digest: Digest,
-    st: os.stat_result,
-    encoded: meta.Encoded,
-    hdf5: bool,
-    etag: str,
-    *,
-    overwrite: bool,
-    dry_run: bool,
+    engine: Engine, state: State, up: _Upload, etag: str, *, overwrite: bool, dry_run: bool
 ) -> Outcome | None:
     """The object at the key holds the file's bytes (its ETag proves it). Unchanged when
     deon's headers are on it. An object uploaded by another tool (`aws s3 cp`) or
@@ -730,16 +724,16 @@ def _same_bytes(
     condition of its ETag) without sending the bytes again. None: it changed or is gone,
     compare again as for any object.
     """
-    uri = f"s3://{bucket}/{key}"
+    bucket, key, digest = up.bucket, up.key, up.digest
 
     def unchanged(ours: bool, current: str | None) -> Outcome:
         if ours and current is not None:
             state.record_upload(bucket, key, current, digest.sha256)
         state.remember(
-            path, st, digest.sha256, md5=digest.md5, etag=current, bucket=bucket, key=key
+            up.path, up.st, digest.sha256, md5=digest.md5, etag=current, bucket=bucket, key=key
         )
         engine.progress.advance(digest.size)
-        return Outcome(uri, path, Status.UNCHANGED, digest.size)
+        return up.outcome(Status.UNCHANGED)
 
     if state.uploaded_etag(bucket, key) == etag:
         return unchanged(False, etag)  # deon's headers went up with it
@@ -756,52 +750,44 @@ def _same_bytes(
         # storage class and caching headers, as a re-upload would), so only on request.
         what = "metadata deon did not write" if head.metadata else "no deon metadata"
         engine.progress.warn(
-            f"{uri} holds the bytes of {path} but {what}; left as it is (--overwrite "
+            f"{up.uri} holds the bytes of {up.path} but {what}; left as it is (--overwrite "
             "gives it this file's metadata)"
         )
         return unchanged(False, None)  # not cached as current: asked again next time
     if head.size > MAX_COPY_BYTES:
         return None  # too large to copy in one request: sent again whole, as any replacement
     if dry_run:
-        return Outcome(uri, path, Status.PLANNED, digest.size)
-    if encoded.sidecar is not None:
-        engine.put_bytes_once(bucket, encoded.sidecar.key, encoded.sidecar.body)
+        return up.outcome(Status.PLANNED)
+    if up.encoded.sidecar is not None:
+        engine.put_bytes_once(bucket, up.encoded.sidecar.key, up.encoded.sidecar.body)
     try:
         new_etag = engine.storage.replace_metadata(
-            bucket, key, etag, encoded.metadata, HDF5_CONTENT_TYPE if hdf5 else None
+            bucket, key, etag, up.encoded.metadata, up.content_type
         )
     except PreconditionFailed:
         return None  # someone wrote the key meanwhile: compare again
-    _record_upload(state, bucket, key, path, st, digest, new_etag)
+    _record_upload(state, up, new_etag)
     engine.progress.advance(digest.size)
-    return Outcome(uri, path, Status.TAGGED, digest.size)
+    return up.outcome(Status.TAGGED)
 
 
 def _put(
     engine: Engine,
     state: State,
-    bucket: str,
-    key: str,
-    path: Path,
-    digest: Digest,
-    data: bytes | None,
-    st: os.stat_result,
-    encoded: meta.Encoded,
-    hdf5: bool,
+    up: _Upload,
     existing: ObjectInfo | None,
     *,
     overwrite: bool,
     dry_run: bool,
 ) -> Outcome:
-    uri = f"s3://{bucket}/{key}"
+    bucket, key, digest = up.bucket, up.key, up.digest
     storage = engine.storage
     if_match: str | None = None
     if existing is not None:
         if existing.size == digest.size and matches_etag(digest, existing.etag):
             same = _same_bytes(
-                engine, state, bucket, key, path, digest, st, encoded, hdf5, existing.etag,
-                overwrite=overwrite, dry_run=dry_run,
-            )  # fmt: skip
+                engine, state, up, existing.etag, overwrite=overwrite, dry_run=dry_run
+            )
             if same is not None:
                 return same
         try:
@@ -811,32 +797,30 @@ def _put(
         if head is not None:
             if expected_sha256(head) == digest.sha256:
                 engine.progress.advance(digest.size)
-                return Outcome(uri, path, Status.UNCHANGED, digest.size)
+                return up.outcome(Status.UNCHANGED)
             mine = state.uploaded_etag(bucket, key) == head.etag
             if not (overwrite or mine):
-                return Outcome(
-                    uri,
-                    path,
+                return up.outcome(
                     Status.FAILED,
-                    message="refused: a different object already exists at this key and it is "
+                    "refused: a different object already exists at this key and it is "
                     "not one you uploaded (use --overwrite to replace it)",
                 )
             if_match = head.etag
     if dry_run:
-        return Outcome(uri, path, Status.PLANNED, digest.size)
-    if encoded.sidecar is not None:
-        engine.put_bytes_once(bucket, encoded.sidecar.key, encoded.sidecar.body)
+        return up.outcome(Status.PLANNED)
+    if up.encoded.sidecar is not None:
+        engine.put_bytes_once(bucket, up.encoded.sidecar.key, up.encoded.sidecar.body)
     try:
         etag = engine.upload(
             bucket,
             key,
-            path,
+            up.path,
             digest,
-            encoded.metadata,
-            data=data,
+            up.encoded.metadata,
+            data=up.data,
             if_none_match=if_match is None,
             if_match=if_match,
-            content_type=HDF5_CONTENT_TYPE if hdf5 else None,
+            content_type=up.content_type,
         )
     except PreconditionFailed:
         # Someone wrote the key since we looked. If it holds our bytes (a retried
@@ -848,15 +832,12 @@ def _put(
         if head is not None and expected_sha256(head) == digest.sha256:
             # Our bytes are there: a retry of ours whose first attempt landed, or the
             # same file uploaded by someone else. Either way it is now known as ours.
-            _record_upload(state, bucket, key, path, st, digest, head.etag)
-            return Outcome(uri, path, Status.UNCHANGED, digest.size)
-        return Outcome(
-            uri,
-            path,
+            _record_upload(state, up, head.etag)
+            return up.outcome(Status.UNCHANGED)
+        return up.outcome(
             Status.FAILED,
-            message="refused: someone else wrote a different object at this key while "
+            "refused: someone else wrote a different object at this key while "
             "uploading; nothing was replaced (run again to compare, or use --overwrite)",
         )
-    _record_upload(state, bucket, key, path, st, digest, etag)
-    status = Status.TRANSFERRED if if_match is None else Status.REPLACED
-    return Outcome(uri, path, status, digest.size)
+    _record_upload(state, up, etag)
+    return up.outcome(Status.TRANSFERRED if if_match is None else Status.REPLACED)
