@@ -102,6 +102,8 @@ class S3Proxy:
         self.upstream = (upstream_host, upstream_port)
         self.counts: Counter[str] = Counter()
         self.log: list[tuple[str, str]] = []
+        #: (kind, key, status) of every request the upstream answered
+        self.answered: list[tuple[str, str, int]] = []
         #: request body bytes received (what clients sent)
         self.bytes_in = 0
         #: (kind, key, body) of every request, with Rules.record_bodies
@@ -140,6 +142,7 @@ class S3Proxy:
         with self.lock:
             self.counts.clear()
             self.log.clear()
+            self.answered.clear()
             self.bytes_in = 0
             self.bodies.clear()
             self.rules = Rules()
@@ -201,6 +204,8 @@ class S3Proxy:
                 resp, data = self._upstream(h.command, h.path, body, headers)
         else:
             resp, data = self._upstream(h.command, h.path, body, headers)
+        with self.lock:
+            self.answered.append((kind, key, resp.status))
         out_headers = {k: v for k, v in resp.getheaders() if k.lower() not in HOP_HEADERS}
         if fault == "lost_reply":
             self._reset(h)
