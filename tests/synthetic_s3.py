@@ -12,7 +12,9 @@ fill time. `--gone-every K` leaves out every K-th object and `--changed-every K`
 every K-th object another ETag (so a catalog written for the plain set sees objects
 deleted and changed). `--delay-ms` answers every request that much later (a far
 server); `--throttle-above N` answers 503 SlowDown beyond N requests in flight (a
-server at its request rate). GET /_stats gives the requests counted and the most in
+server at its request rate); `--snapshot` also serves `ROOT/.deon/snapshot.jsonl.gz`, what
+`deon metadata publish s3://BUCKET/ROOT/` of the plain set (no object gone or changed)
+writes (README's format), built at start-up. GET /_stats gives the requests counted and the most in
 flight at once, as JSON. Signatures are not checked. The tests and bench/ share it.
 """
 
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import hashlib
+import io
 import json
 import random
 import sys
@@ -150,6 +154,39 @@ class Objects:
         return bytes(out)
 
 
+def snapshot(objects: Objects) -> bytes:
+    """The published snapshot of the plain objects (every index, generation 0): the
+    README's format, written here without deon's code."""
+    plain = Objects(objects.count, objects.folders, objects.root, size=objects.size)
+    when = WHEN.replace(".000Z", ".000000Z")
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=1, mtime=0) as gz:
+        header = {
+            "format": "deon-snapshot",
+            "version": 1,
+            "bucket": BUCKET,
+            "prefix": f"{plain.root}/",
+            "created": when,
+            "count": plain.count,
+        }
+        gz.write(json.dumps(header).encode() + b"\n")
+        lines: list[bytes] = []
+        for i in range(plain.count):
+            doc = json.dumps(plain.metadata(i), separators=(",", ":"))
+            line = {"k": plain.key(i), "e": plain.etag(i), "t": when, "s": plain.size, "h": None}
+            line["m"] = doc
+            lines.append(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+            if len(lines) == 10_000:
+                gz.write(b"".join(lines))
+                lines = []
+        gz.write(b"".join(lines))
+    return buf.getvalue()
+
+
+def snapshot_key(objects: Objects) -> str:
+    return f"{objects.root}/.deon/snapshot.jsonl.gz"
+
+
 def etag_of(i: int, generation: int = 0) -> str:
     return hashlib.md5(f"{i}:{generation}".encode()).hexdigest()
 
@@ -249,6 +286,8 @@ class Handler(BaseHTTPRequestHandler):
         if not key and query.get("list-type") == "2":
             return self._list(query)
         objs = self.server.objects
+        if self.server.snapshot is not None and key == snapshot_key(objs):
+            return self._send(200, self.server.snapshot, {"ETag": '"snapshot"'})
         i = objs.index(key)
         if i is None:
             return self._error(404, "NoSuchKey")
@@ -341,7 +380,12 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(
-        self, port: int, objects: Objects, delay: float = 0.0, throttle_above: int = 0
+        self,
+        port: int,
+        objects: Objects,
+        delay: float = 0.0,
+        throttle_above: int = 0,
+        with_snapshot: bool = False,
     ) -> None:
         super().__init__(("127.0.0.1", port), Handler)
         self.objects = objects
@@ -349,6 +393,8 @@ class Server(ThreadingHTTPServer):
         self.delay = delay
         #: answer 503 SlowDown to requests beyond this many in flight (0: never)
         self.throttle_above = throttle_above
+        #: the published snapshot served at snapshot_key(objects), if any
+        self.snapshot = snapshot(objects) if with_snapshot else None
         self.counts: dict[str, int] = {}
         self.inflight = 0
         self.peak_inflight = 0
@@ -380,11 +426,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--delay-ms", type=float, default=0.0, help="wait before each answer")
     ap.add_argument("--throttle-above", type=int, default=0, help="SlowDown beyond N in flight")
+    ap.add_argument("--snapshot", action="store_true", help="serve a published snapshot")
     args = ap.parse_args(argv)
     objects = Objects(
         args.objects, args.folders, ROOT, args.gone_every, args.changed_every, args.size
     )
-    server = Server(args.port, objects, args.delay_ms / 1000, args.throttle_above)
+    server = Server(
+        args.port, objects, args.delay_ms / 1000, args.throttle_above, args.snapshot
+    )
     print(server.url, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()

@@ -27,8 +27,9 @@ EVERY = 1000  # every 1000th object is gone, changed, or new to the catalog
 BOUND_MB = 25
 
 
-def synthetic(tmp_path: Path, **options: int) -> Iterator[str]:
+def synthetic(tmp_path: Path, snapshot: bool = False, **options: int) -> Iterator[str]:
     args = [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+    args += ["--snapshot"] if snapshot else []
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.synthetic_s3", "--port", "0", *args],
         cwd=ROOT,
@@ -109,5 +110,73 @@ def test_a_refresh_of_200k_objects_stays_within_a_memory_bound(isolated_env: Pat
         db.close()
         served = Objects(N, gone_every=EVERY, changed_every=EVERY)
         assert rows == [(served.key(i), served.etag(i)) for i in range(N) if served.exists(i)]
+    finally:
+        gen.close()
+
+
+#: What a cold start from a published snapshot of N objects may take at its peak beyond
+#: one of 1000 (resident set, MB). Holding the snapshot's bytes and a dict of its entries
+#: took ~MEASURED MB more here; the entries in a temporary database take a few.
+SNAPSHOT_BOUND_MB = 25
+
+
+def _stats(url: str) -> dict[str, int]:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/_stats") as r:  # noqa: S310 - 127.0.0.1
+        return json.loads(r.read())
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc (Linux)")
+def test_a_cold_start_from_a_snapshot_of_200k_objects_stays_within_a_memory_bound(
+    isolated_env: Path,
+) -> None:
+    env = isolated_env
+    # the snapshot describes the plain set; the endpoint serves it with every EVERY-th
+    # object gone or changed since (those are HEADed, the rest taken from the snapshot)
+    gen = synthetic(env, objects=N, gone_every=EVERY, changed_every=EVERY, snapshot=1)
+    url = next(gen)
+    tmp = env / "tmp"
+    tmp.mkdir()
+    run_env = {**os.environ, "AWS_ENDPOINT_URL": url, "TMPDIR": str(tmp)}
+    try:
+        small_env = {**run_env, "DEON_CATALOG": str(env / "small.sqlite")}
+        small, err = peak_rss_mb(
+            ["metadata", "down", f"s3://{BUCKET}/many/traj_000000"], small_env
+        )
+        assert "from a snapshot" in err, err
+
+        heads_before = _stats(url).get("HEAD", 0)
+        path = env / "big.sqlite"
+        big, err = peak_rss_mb(
+            ["metadata", "down", f"s3://{BUCKET}/many/"], {**run_env, "DEON_CATALOG": str(path)}
+        )
+        heads = _stats(url).get("HEAD", 0) - heads_before
+
+        n = N // EVERY
+        taken = N - 2 * n  # neither gone nor changed
+        assert f"{N - n} new ({taken} from a snapshot), 0 changed" in err, err
+        assert "not used" not in err and "disagrees" not in err, err
+        # the changed objects, and the spot checks: the first 3, then 1 in 100
+        assert heads <= n + 3 + taken // 100 + 1, heads
+        assert big - small < SNAPSHOT_BOUND_MB, (
+            f"{big:.0f} MB for {N} objects, {small:.0f} MB for 1000"
+        )
+        assert list(tmp.iterdir()) == []  # the temporary database is gone
+        # the catalog is what a HEAD of every object would have made it
+        served = Objects(N, gone_every=EVERY, changed_every=EVERY)
+        db = sqlite3.connect(path)
+        rows = db.execute(
+            "SELECT key, etag FROM objects WHERE bucket = ? ORDER BY key", (BUCKET,)
+        ).fetchall()
+        docs = dict(db.execute("SELECT key, metadata FROM objects WHERE key IN (?, ?, ?)",
+                               (served.key(0), served.key(2), served.key(N - 1))).fetchall())
+        db.close()
+        assert rows == [(served.key(i), served.etag(i)) for i in range(N) if served.exists(i)]
+        import json
+
+        for i in (0, 2, N - 1):  # from the snapshot, HEADed (changed), from the snapshot
+            assert json.loads(docs[served.key(i)]) == served.metadata(i)
     finally:
         gen.close()
