@@ -431,9 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     objects = Objects(
         args.objects, args.folders, ROOT, args.gone_every, args.changed_every, args.size
     )
-    server = Server(
-        args.port, objects, args.delay_ms / 1000, args.throttle_above, args.snapshot
-    )
+    server = Server(args.port, objects, args.delay_ms / 1000, args.throttle_above, args.snapshot)
     print(server.url, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()

@@ -135,17 +135,17 @@ def test_a_cold_start_from_a_snapshot_of_200k_objects_stays_within_a_memory_boun
     env = isolated_env
     # the snapshot describes the plain set; the endpoint serves it with every EVERY-th
     # object gone or changed since (those are HEADed, the rest taken from the snapshot)
-    gen = synthetic(env, objects=N, gone_every=EVERY, changed_every=EVERY, snapshot=1)
+    # folders of 1000 objects: the small run mirrors one, the big one all of them
+    folders = N // 1000
+    gen = synthetic(env, True, objects=N, folders=folders, gone_every=EVERY, changed_every=EVERY)
     url = next(gen)
     tmp = env / "tmp"
     tmp.mkdir()
     run_env = {**os.environ, "AWS_ENDPOINT_URL": url, "TMPDIR": str(tmp)}
     try:
         small_env = {**run_env, "DEON_CATALOG": str(env / "small.sqlite")}
-        small, err = peak_rss_mb(
-            ["metadata", "down", f"s3://{BUCKET}/many/traj_000000"], small_env
-        )
-        assert "from a snapshot" in err, err
+        small, err = peak_rss_mb(["metadata", "down", f"s3://{BUCKET}/many/f00000"], small_env)
+        assert f"{1000 - 1} new ({1000 - 2} from a snapshot)" in err, err
 
         heads_before = _stats(url).get("HEAD", 0)
         path = env / "big.sqlite"
@@ -165,13 +165,17 @@ def test_a_cold_start_from_a_snapshot_of_200k_objects_stays_within_a_memory_boun
         )
         assert list(tmp.iterdir()) == []  # the temporary database is gone
         # the catalog is what a HEAD of every object would have made it
-        served = Objects(N, gone_every=EVERY, changed_every=EVERY)
+        served = Objects(N, folders, gone_every=EVERY, changed_every=EVERY)
         db = sqlite3.connect(path)
         rows = db.execute(
             "SELECT key, etag FROM objects WHERE bucket = ? ORDER BY key", (BUCKET,)
         ).fetchall()
-        docs = dict(db.execute("SELECT key, metadata FROM objects WHERE key IN (?, ?, ?)",
-                               (served.key(0), served.key(2), served.key(N - 1))).fetchall())
+        docs = dict(
+            db.execute(
+                "SELECT key, metadata FROM objects WHERE key IN (?, ?, ?)",
+                (served.key(0), served.key(2), served.key(N - 1)),
+            ).fetchall()
+        )
         db.close()
         assert rows == [(served.key(i), served.etag(i)) for i in range(N) if served.exists(i)]
         import json

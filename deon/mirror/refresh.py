@@ -81,6 +81,8 @@ class _Fetched:
     error: str | None = None
     #: whether the catalog had a row for the object when it was listed
     known: bool = False
+    #: a snapshot supplied the object, then was distrusted: counted already
+    recheck: bool = False
 
 
 class _Sidecars:
@@ -249,6 +251,9 @@ def mirror(
                     result.failed.append((f"s3://{address.bucket}/{address.prefix}", str(e)))
                     result.source_errors.append(e)
                     continue
+                finally:
+                    if snaps is not None:
+                        snaps.close()  # its temporary database
                 if snaps is not None:
                     for w in snaps.warnings:
                         result.warnings.append(w)
@@ -358,9 +363,6 @@ def _mirror_one(
 ) -> None:
     bucket, prefix = address.bucket, address.prefix
     where = f"s3://{bucket}/{prefix}"
-    supplied: dict[str, ObjectInfo] = {}  # objects whose rows came from a snapshot
-    rechecking: set[str] = set()  # ... being HEADed after all, the snapshot distrusted
-    known_keys: set[str] = set()  # of those, the ones the catalog had a row for
     gone = _Spool()
     listed_any = False
     batch: list[ObjectRow] = []
@@ -372,21 +374,26 @@ def _mirror_one(
     pending = 0
     registered = False
 
-    def work(obj: ObjectInfo, known: bool, expected: ObjectRow | None = None) -> None:
+    def work(
+        obj: ObjectInfo, known: bool, expected: ObjectRow | None = None, recheck: bool = False
+    ) -> None:
         try:
             with budget:
                 fetched = fetch_row(storage, sidecars, obj)
             fetched.known = known
+            fetched.recheck = recheck
             done.put(fetched if expected is None else _Check(expected, fetched))
         except BaseException as e:  # noqa: BLE001 - re-raised by the main thread
             done.put(e)
 
-    def submit(obj: ObjectInfo, known: bool, expected: ObjectRow | None = None) -> None:
+    def submit(
+        obj: ObjectInfo, known: bool, expected: ObjectRow | None = None, recheck: bool = False
+    ) -> None:
         nonlocal pending
         # Twice the budget queued: workers keep busy while this thread writes a batch.
         while pending >= 2 * budget.limit:
             collect(done.get())
-        pool.submit(work, obj, known, expected)
+        pool.submit(work, obj, known, expected, recheck)
         pending += 1
 
     def flush(force: bool = False) -> None:
@@ -413,15 +420,13 @@ def _mirror_one(
             if fetched.row is not None and not _same(fetched.row, item.expected):
                 assert snaps is not None
                 batch.append(fetched.row)
-                for key in snaps.distrust(f"{fetched.obj.uri} differs"):
+                for obj, known in snaps.distrust(f"{fetched.obj.uri} differs"):
                     result.from_snapshot -= 1
-                    if key != fetched.obj.key:
-                        rechecking.add(key)
-                        submit(supplied[key], key in known_keys)
+                    if obj.key != fetched.obj.key:
+                        submit(obj, known, recheck=True)
             return
         obj = item.obj
-        if obj.key in rechecking:  # counted already, when the snapshot supplied it
-            rechecking.discard(obj.key)
+        if item.recheck:  # counted already, when the snapshot supplied it
             if item.row is not None:
                 batch.append(item.row)
             elif item.error is not None:
@@ -465,16 +470,13 @@ def _mirror_one(
             if entry is not None:
                 row = row_from_entry(obj, entry)
                 batch.append(row)
-                supplied[obj.key] = obj
-                if state is not None:
-                    known_keys.add(obj.key)
                 result.from_snapshot += 1
                 if state is not None:
                     result.changed += 1
                 else:
                     result.new += 1
                 progress.advance(1)
-                if snaps is not None and snaps.take(obj.key):
+                if snaps is not None and snaps.take(obj, state is not None):
                     submit(obj, state is not None, row)  # spot-check the snapshot
             else:
                 submit(obj, state is not None)
