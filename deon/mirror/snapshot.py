@@ -16,6 +16,11 @@ written by whoever can write the bucket, entries that do match are spot-checked:
 deterministic sample (1 in 100, at least 3) is HEADed as well and compared, and any
 difference makes the run distrust the snapshot and HEAD everything it supplied. A
 stale or tampered snapshot therefore costs speed, not correctness.
+
+Memory does not grow with the snapshot (issue 15: 200,000 entries held in a dict took
+~280 MB): `Snapshots` streams each one to a temporary file, reads its entries into a
+temporary SQLite database that `lookup` queries by key, records there the objects it
+supplied (what a HEAD of them needs), and reads those back in batches on distrust.
 """
 
 from __future__ import annotations
