@@ -116,7 +116,7 @@ def test_a_refresh_of_200k_objects_stays_within_a_memory_bound(isolated_env: Pat
 
 #: What a cold start from a published snapshot of N objects may take at its peak beyond
 #: one of 1000 (resident set, MB). Holding the snapshot's bytes and a dict of its entries
-#: took ~280 MB more here (385 MB against 106); the entries in a temporary database take a few.
+#: took ~280 MB more here (385 MB against 106); a temporary database of them, ~13.
 SNAPSHOT_BOUND_MB = 25
 
 
