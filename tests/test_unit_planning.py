@@ -156,3 +156,40 @@ def test_pull_names_a_missing_object_and_fetches_the_rest(
     assert json.dumps(sorted(o.status.value for o in result.outcomes)) == json.dumps(
         ["failed", "transferred"]
     )
+
+
+@pytest.mark.parametrize("size", [3 * 1024 * 1024 + 5, 20 * 1024 * 1024 + 5])
+def test_downloads_reach_the_disk_in_small_writes_and_verify(
+    storage: FakeStorage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """A large file goes to disk in writes of at most 64 KiB (engine.WRITE_SIZE: Linux
+    makes 1 MiB writes dear), whole or by ranges (above 16 MiB), and still lands whole
+    and checked against its sha256."""
+    import os
+
+    body = os.urandom(size)
+    storage.add("alice/big.h5", body, {meta.SHA256_KEY: hashlib.sha256(body).hexdigest()})
+    sizes: list[int] = []
+    real_write, real_pwrite = os.write, os.pwrite
+    monkeypatch.setattr(os, "write", lambda fd, data: sizes.append(len(data)) or real_write(fd, data))
+    monkeypatch.setattr(
+        os, "pwrite", lambda fd, data, off: sizes.append(len(data)) or real_pwrite(fd, data, off)
+    )
+
+    result = run_down(storage, tmp_path / "d")
+
+    assert result.count(Status.TRANSFERRED) == 1 and not result.failed
+    assert (tmp_path / "d" / "big.h5").read_bytes() == body
+    assert sum(sizes) >= size and max(sizes) <= 64 * 1024
+
+
+def test_a_ranged_download_whose_bytes_differ_from_its_sha256_is_refused(
+    storage: FakeStorage, tmp_path: Path
+) -> None:
+    body = bytes(20 * 1024 * 1024 + 5)
+    storage.add("alice/big.h5", body, {meta.SHA256_KEY: hashlib.sha256(b"other").hexdigest()})
+
+    result = run_down(storage, tmp_path / "d")
+
+    assert len(result.failed) == 1 and "sha256" in (result.failed[0].message or "")
+    assert not (tmp_path / "d" / "big.h5").exists()

@@ -69,6 +69,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
+_preadv = getattr(os, "preadv", None)
 
 #: Attempts at a response body that breaks while streaming (each resumes where it broke).
 STREAM_ATTEMPTS = 6
@@ -146,11 +147,23 @@ def sweep_temps(folder: Path) -> int:
     return removed
 
 
+#: The most one write() hands the kernel. Linux 6.x caches a file in folios as large
+#: as the write (ext4, XFS), and high-order folios are dear: writing 800 MiB to fresh
+#: files on the 2-core benchmark VM took 1.1-1.4 s of system CPU in 1 MiB writes,
+#: 0.85-1.05 s in 512 KiB, 0.22-0.28 s in 64-256 KiB. In `deon down` of 200 x 8 MiB
+#: (bench/run.py --only large) 1 MiB writes were most of the client's CPU (median sys
+#: 6.3 s; 4.0 s at 256 KiB; 2.2 s at 64 KiB; s5cmd, which writes 32 KiB, 1.6 s).
+#: A write per 64 KiB costs ~1 us of Python each: noise.
+WRITE_SIZE = 64 * 1024
+
+
 def _write_all(fd: int, data: memoryview, offset: int | None = None) -> None:
-    """Write all of `data` (at `offset`, else at the file position): os.write and
-    os.pwrite may write less than they are given, and the rest must not be lost."""
+    """Write all of `data` (at `offset`, else at the file position) in WRITE_SIZE
+    pieces: os.write and os.pwrite may write less than they are given, and the rest
+    must not be lost."""
     while data:
-        n = os.write(fd, data) if offset is None else os.pwrite(fd, data, offset)
+        piece = data[:WRITE_SIZE]
+        n = os.write(fd, piece) if offset is None else os.pwrite(fd, piece, offset)
         if n <= 0:
             raise OSError("a write to disk made no progress")
         data = data[n:]
@@ -616,17 +629,25 @@ class Engine:
         return head
 
     def _hash_file(self, fd: int, size: int, multipart: EtagHasher | None = None) -> str:
+        # Into this thread's buffer: a fresh bytes object per read (os.pread) is fresh
+        # memory, page-faulted in every time.
         sha = hashlib.sha256()
+        view = read_buffer()
         offset = 0
         while offset < size:
             self.check_cancel()
-            chunk = os.pread(fd, 8 * READ_SIZE, offset)
-            if not chunk:
+            if _preadv is not None:
+                n = _preadv(fd, [view], offset)
+                chunk = view[:n]
+            else:  # pragma: no cover - no preadv (Windows)
+                chunk = memoryview(os.pread(fd, READ_SIZE, offset))
+                n = len(chunk)
+            if not n:
                 break
             sha.update(chunk)
             if multipart is not None:
                 multipart.update(chunk)
-            offset += len(chunk)
+            offset += n
         return sha.hexdigest()
 
     def _finalize(
