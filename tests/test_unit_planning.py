@@ -171,7 +171,9 @@ def test_downloads_reach_the_disk_in_small_writes_and_verify(
     storage.add("alice/big.h5", body, {meta.SHA256_KEY: hashlib.sha256(body).hexdigest()})
     sizes: list[int] = []
     real_write, real_pwrite = os.write, os.pwrite
-    monkeypatch.setattr(os, "write", lambda fd, data: sizes.append(len(data)) or real_write(fd, data))
+    monkeypatch.setattr(
+        os, "write", lambda fd, data: sizes.append(len(data)) or real_write(fd, data)
+    )
     monkeypatch.setattr(
         os, "pwrite", lambda fd, data, off: sizes.append(len(data)) or real_pwrite(fd, data, off)
     )
