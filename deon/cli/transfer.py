@@ -25,6 +25,7 @@ def transfer(env: Env, verb: str, call: Any, *args: Any, **kwargs: Any) -> None:
     result = call(*args, progress=progress, settings=env.settings(), **kwargs)
     summarize(env.log, result, verb)
 
+
 @click.command()
 @pass_env
 def buckets(env: Env) -> None:
