@@ -33,6 +33,9 @@ VIEW = "objects"
 #: Keys per json_object()/json_build_object() call (SQLite and PostgreSQL allow 100
 #: arguments by default: two per key).
 CHUNK = 50
+#: Keys nested deeper than this are not rebuilt (documents holding one keep their
+#: text): SQLite's parser refuses an expression nested much deeper.
+VIEW_DEPTH = 4
 
 _ENC = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True)
 
@@ -68,7 +71,10 @@ class ViewColumn:
 
 
 def viewable(path: fl.Path) -> bool:
-    """Whether SQL can name a key of this path (no lone surrogate, no NUL)."""
+    """Whether the view rebuilds a key of this path: SQL can name it (no lone
+    surrogate, no NUL) and it is at most VIEW_DEPTH deep."""
+    if len(path) > VIEW_DEPTH:
+        return False
     try:
         "".join(path).encode("utf-8")
     except UnicodeEncodeError:
@@ -164,10 +170,11 @@ class Tree:
             body = "'{}'"
             for c in chunks:
                 body = f"json_patch({body}, json_object({', '.join(c)}))"
-        cols = self._columns_below(node)
-        if node is not self.root and cols:
-            test = " AND ".join(f"{quote(c)} IS NULL" for c in cols)
-            body = f"CASE WHEN {test} THEN NULL ELSE {body} END"
+        if node is not self.root:  # no key for a nested object without values
+            if dialect == "postgresql":
+                body = f"NULLIF(({body})::text, '{{}}')::json"
+            else:
+                body = f"nullif({body}, '{{}}')"
         return body
 
     def _value_sql(self, node: Node, dialect: str, quote: Any) -> str:
