@@ -11,10 +11,10 @@ indexed); 0003 with the text zlib-compressed; 0004 with every scalar column inde
 0004 with leaner fixed columns (integer times, sha256 as 32 bytes, no uri); and what an
 index made on first use costs that first query. Prints a Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sqlite3
@@ -57,9 +57,7 @@ def best(path: Path, sql: str, runs: int = 3) -> float:
 
 
 def scalar_columns(db: sqlite3.Connection) -> list[str]:
-    return [
-        n for (n,) in db.execute("SELECT name FROM meta_columns WHERE kind NOT IN ('json')")
-    ]
+    return [n for (n,) in db.execute("SELECT name FROM meta_columns WHERE kind NOT IN ('json')")]
 
 
 def index_all(db: sqlite3.Connection) -> None:

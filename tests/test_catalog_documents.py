@@ -86,9 +86,16 @@ def test_every_document_reads_back_as_it_was_from_a_plain_sqlite_client(tmp_path
     for key, doc in docs.items():
         assert _same_json(json.loads(got[key]), json.loads(_text(doc))), key
     # json_extract on the view works as on the table of revision 0003
-    assert {k for (k,) in _read(path, "SELECT key FROM objects WHERE "
-                                     "json_extract(metadata, '$.gripper.type') = 'default'")} == {
-        k for k, d in docs.items() if isinstance(d, dict) and d.get("gripper", {}).get("type") == "default"
+    assert {
+        k
+        for (k,) in _read(
+            path,
+            "SELECT key FROM objects WHERE json_extract(metadata, '$.gripper.type') = 'default'",
+        )
+    } == {
+        k
+        for k, d in docs.items()
+        if isinstance(d, dict) and d.get("gripper", {}).get("type") == "default"
     }
 
 
@@ -100,8 +107,18 @@ def test_robonet_documents_are_kept_only_in_their_columns(tmp_path: Path) -> Non
     stored = dict(_read(path, "SELECT key, metadata FROM object_rows"))
     assert all(stored[k] == "{}" for k in docs if k.startswith("r/"))
     # what the columns cannot give back exactly keeps its text
-    for odd in ("nan", "inf", "big", "surrogate", "null", "deep", "float", "order",
-                "list_doc", "scalar_doc"):
+    for odd in (
+        "nan",
+        "inf",
+        "big",
+        "surrogate",
+        "null",
+        "deep",
+        "float",
+        "order",
+        "list_doc",
+        "scalar_doc",
+    ):
         assert stored[f"odd/{odd}.h5"] != "{}", odd
     assert stored["odd/empty.h5"] == "{}" and stored["odd/lists.h5"] == "{}"
 
@@ -111,7 +128,9 @@ def test_a_key_changing_type_keeps_the_documents_written_before(tmp_path: Path) 
     with open_catalog(str(path)) as catalog:
         catalog.write([_row("a.h5", {"ok": True, "tags": ["x"]})])
         assert _read(path, "SELECT metadata FROM object_rows") == [("{}",)]
-        catalog.write([_row("b.h5", {"ok": 2, "tags": "plain"})])  # boolean -> integer, json -> text
+        catalog.write(
+            [_row("b.h5", {"ok": 2, "tags": "plain"})]
+        )  # boolean -> integer, json -> text
     got = dict(_read(path, "SELECT key, metadata FROM objects"))
     assert json.loads(got["a.h5"]) == {"ok": True, "tags": ["x"]}
     assert json.loads(got["b.h5"]) == {"ok": 2, "tags": "plain"}
@@ -123,14 +142,21 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "A", "a_b", "size"]), json_values,
-                                max_size=4), min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["a", "b", "A", "a_b", "size"]), json_values, max_size=4),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_any_documents_read_back_as_their_text_says(documents: list[dict[str, Any]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "c.sqlite"

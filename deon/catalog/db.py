@@ -416,9 +416,7 @@ class Catalog:
         with self.engine.connect() as conn:
             count = int(conn.execute(sa.select(sa.func.count()).where(where)).scalar() or 0)
         # From the view: its `metadata` is the whole document (documents.py).
-        view = sa.table(
-            docs.VIEW, *(sa.column(c.name, c.type) for c in objects.columns)
-        )
+        view = sa.table(docs.VIEW, *(sa.column(c.name, c.type) for c in objects.columns))
         q = sa.select(
             objects.c.key,
             objects.c.etag,
@@ -430,9 +428,11 @@ class Catalog:
             objects.c.version_id,
         ).where(where)
         # the same row of the table and of the view (the view is a plain SELECT of it)
-        q = q.select_from(objects.join(view, sa.and_(
-            view.c.bucket == objects.c.bucket, view.c.key == objects.c.key
-        )))
+        q = q.select_from(
+            objects.join(
+                view, sa.and_(view.c.bucket == objects.c.bucket, view.c.key == objects.c.key)
+            )
+        )
 
         def rows() -> Iterator[tuple[Any, ...]]:
             with self.engine.connect() as conn:
@@ -785,7 +785,9 @@ def choose_indexes(conn: Any, quote: Any) -> int:
         conn.exec_driver_sql(
             f"CREATE INDEX IF NOT EXISTS {quote(index_name(c.name))} ON {table} ({quote(c.name)})"
         )
-        conn.execute(meta_columns.update().where(meta_columns.c.name == c.name).values(indexed=True))
+        conn.execute(
+            meta_columns.update().where(meta_columns.c.name == c.name).values(indexed=True)
+        )
         indexed += 1
         created += 1
     return created
