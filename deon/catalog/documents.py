@@ -220,7 +220,8 @@ class Tree:
                 if value is not None and name not in self.by_name:
                     return False
                 kind = self.by_name[name].kind if name in self.by_name else None
-                if kind == fl.KIND_JSON and isinstance(value, str) and value.startswith("{") and value != "{}":
+                cut = isinstance(value, str) and value.startswith("{") and value != "{}"
+                if kind == fl.KIND_JSON and cut:
                     return False  # nesting cut at MAX_DEPTH
             return bool(_ENC.encode(self.render(values, dialect)) == _ENC.encode(doc))
         except (NotRendered, ValueError, TypeError):
