@@ -152,6 +152,8 @@ class Tree:
         return out
 
     def _object_sql(self, node: Node, dialect: str, quote: Any) -> str | None:
+        if dialect != "postgresql":
+            return self._object_text_sql(node, quote)
         pairs = []
         for key, child in node.children.items():
             value = self._value_sql(child, dialect, quote)
@@ -176,6 +178,37 @@ class Tree:
             else:
                 body = f"nullif({body}, '{{}}')"
         return body
+
+    def _object_text_sql(self, node: Node, quote: Any) -> str | None:
+        """SQLite: the object as text put together with `||`, each member `"key":value,`
+        or nothing when NULL. Four times faster than json_object() under json_patch()
+        (which drops the NULL members) at 1 M rows (bench/RESULTS.md, "Catalog size")."""
+        terms = []
+        for key, child in node.children.items():
+            member = _literal(json.dumps(key) + ":")
+            leaf = nested = None
+            if child.column is not None:
+                q = quote(child.column)
+                if child.kind == fl.KIND_BOOLEAN:
+                    leaf = f"CASE {q} WHEN 1 THEN 'true' WHEN 0 THEN 'false' END"
+                elif child.kind == fl.KIND_JSON:
+                    leaf = q  # compact JSON text already (flatten.scalar)
+                else:
+                    leaf = f"CASE WHEN {q} IS NOT NULL THEN json_quote({q}) END"
+            if child.children:
+                nested = self._object_text_sql(child, quote)
+            value = f"COALESCE({leaf}, {nested})" if leaf and nested else leaf or nested
+            if value is None:
+                continue
+            terms.append(f"COALESCE({member} || {value} || ',', '')")
+        if not terms:
+            return None
+        # In groups: a chain of 1000 `||` is deeper than SQLite lets an expression be.
+        groups = [
+            "(" + " || ".join(terms[i : i + CHUNK]) + ")" for i in range(0, len(terms), CHUNK)
+        ]
+        body = "'{' || rtrim(" + " || ".join(groups) + ", ',') || '}'"
+        return body if node is self.root else f"nullif({body}, '{{}}')"
 
     def _value_sql(self, node: Node, dialect: str, quote: Any) -> str:
         leaf = None
