@@ -438,7 +438,7 @@ def test_column_names_do_not_depend_on_the_order_objects_arrive(
     covers = dict(
         _sql(
             db,
-            "SELECT il.name, ii.name FROM pragma_index_list('objects') AS il, "
+            "SELECT il.name, ii.name FROM pragma_index_list('object_rows') AS il, "
             "pragma_index_info(il.name) AS ii",
         )
     )

@@ -33,7 +33,7 @@ from deon.errors import DeonError
 
 REPO = Path(__file__).resolve().parent.parent
 ENV_PY = Path(deon.migrations.__file__).resolve().parent / "env.py"
-TABLES = {"objects", "sources", "meta_columns", "alembic_version"}
+TABLES = {"object_rows", "sources", "meta_columns", "alembic_version"}
 
 
 def _config(conn: Any = None) -> Config:
@@ -114,7 +114,7 @@ def test_upgrade_head_creates_the_schema(engine: sa.Engine) -> None:
     assert _version(engine) == SCHEMA_REVISION
     for table in metadata.sorted_tables:
         assert {c["name"] for c in insp.get_columns(table.name)} == set(table.columns.keys())
-    assert insp.get_pk_constraint("objects")["constrained_columns"] == ["bucket", "key"]
+    assert insp.get_pk_constraint("object_rows")["constrained_columns"] == ["bucket", "key"]
 
 
 def test_upgrade_head_twice_is_harmless(engine: sa.Engine) -> None:
@@ -169,7 +169,7 @@ def test_dynamic_columns_are_not_drift(tmp_path: Path) -> None:
         assert catalog.index_columns() >= 5
     engine = sa.create_engine(f"sqlite:///{db}")
     try:
-        indexes = {ix["name"] for ix in sa.inspect(engine).get_indexes("objects")}
+        indexes = {ix["name"] for ix in sa.inspect(engine).get_indexes("object_rows")}
         assert any((n or "").startswith("ix_objects_m_") for n in indexes)
         # the dynamic columns are there: without the filter they would be reported ...
         assert _drift(engine) != []
@@ -184,9 +184,9 @@ def test_dynamic_columns_are_not_drift(tmp_path: Path) -> None:
 
 def test_include_object_keeps_fixed_schema_objects() -> None:
     include = _load_include_object()
-    objects = metadata.tables["objects"]
+    objects = metadata.tables["object_rows"]
     fake_col = sa.Column("robot", sa.Text)
-    sa.Table("objects", sa.MetaData(), fake_col)
+    sa.Table("object_rows", sa.MetaData(), fake_col)
     assert include(fake_col, "robot", "column", True, None) is False
     other = sa.Column("robot", sa.Text)
     sa.Table("sources", sa.MetaData(), other)
@@ -195,7 +195,7 @@ def test_include_object_keeps_fixed_schema_objects() -> None:
     assert include(None, "ix_objects_m_robot", "index", True, None) is False
     assert include(None, "ix_objects_mirrored", "index", True, None) is True
     assert include(None, "ix_objects_m_robot", "index", False, None) is True
-    assert include(objects, "objects", "table", True, objects) is True
+    assert include(objects, "object_rows", "table", True, objects) is True
 
 
 def test_what_query_knows_of_the_schema_without_sqlalchemy_matches_the_models() -> None:
@@ -393,8 +393,8 @@ def test_revision_0003_drops_the_uri_and_sha256_indexes_and_pull_still_finds_row
     engine.dispose()
 
     with open_catalog(str(path)) as catalog:
-        assert catalog.revision() == "0003"
-        names = {ix["name"] for ix in sa.inspect(catalog.engine).get_indexes("objects")}
+        assert catalog.revision() == SCHEMA_REVISION
+        names = {ix["name"] for ix in sa.inspect(catalog.engine).get_indexes("object_rows")}
         assert not {"ix_objects_uri", "ix_objects_sha256"} & names
         assert catalog.known(["s3://b/k/a.h5", "s3://b/k/none.h5"]) == {
             "s3://b/k/a.h5": (3, "e", "s")

@@ -435,7 +435,7 @@ def test_scalar_columns_are_indexed_for_fast_filters(lab: Lab) -> None:
         str(r)
         for r in db.execute("EXPLAIN QUERY PLAN SELECT uri FROM objects WHERE robot = 'sawyer'")
     )
-    indexes = {r[1] for r in db.execute("PRAGMA index_list(objects)")}
+    indexes = {r[1] for r in db.execute("PRAGMA index_list(object_rows)")}
     db.close()
     assert "ix_objects_m_robot" in plan
     assert {"ix_objects_m_robot", "ix_objects_m_traj_ok"} <= indexes

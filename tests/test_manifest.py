@@ -44,7 +44,7 @@ def _freeze_then_change(lab: Lab, *, versioned: bool, forget_versions: bool = Fa
     assert r.returncode == 0, r.stderr
     if forget_versions:  # as rows mirrored before deon recorded VersionIds
         db = sqlite3.connect(lab.catalog)
-        db.execute("UPDATE objects SET version_id = NULL")
+        db.execute("UPDATE object_rows SET version_id = NULL")
         db.commit()
         db.close()
     manifest = lab.tmp / "frozen.manifest.jsonl"

@@ -300,7 +300,7 @@ def test_nothing_given_to_query_can_write(mirrored: Path, attack: list[str]) -> 
     try:
         assert db.execute("SELECT count(*) FROM objects").fetchone()[0] == 12
         assert db.execute("PRAGMA user_version").fetchone()[0] == 0
-        assert "ix_objects_m_robot" in {r[1] for r in db.execute("PRAGMA index_list(objects)")}
+        assert "ix_objects_m_robot" in {r[1] for r in db.execute("PRAGMA index_list(object_rows)")}
     finally:
         db.close()
     assert catalog.read_bytes() == before

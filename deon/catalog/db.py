@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from deon.catalog import documents as docs
 from deon.catalog import flatten as fl
 from deon.catalog.location import BUSY_TIMEOUT, SCHEMA_REVISION, check_file, no_catalog
 from deon.catalog.location import resolve_url as resolve_url
@@ -39,6 +40,13 @@ from deon.errors import CatalogError, DeonWarning, UsageError, WarningCode
 MAX_META_COLUMNS = 1000
 #: Metadata columns indexed automatically (see `index_columns`).
 MAX_INDEXES = 64
+#: `index_columns` judges a column by this many rows...
+SAMPLE_ROWS = 10_000
+#: ... and indexes it when no value holds more than this share of them,
+INDEX_SHARE = 0.5
+#: and drops its index when one value holds more than this (apart, so that a column
+#: near the line is not indexed and dropped in turn).
+DROP_SHARE = 0.7
 #: The PostgreSQL advisory lock every catalog writer holds for its transaction.
 WRITE_LOCK = 0x0DE0CA7A
 
@@ -91,6 +99,7 @@ class Column:
     path: fl.Path
     kind: str | None
     indexed: bool
+    position: int | None = None
 
 
 @dataclass(frozen=True)
@@ -264,6 +273,7 @@ class Catalog:
             if sa.inspect(conn).get_table_names():
                 return False
             metadata.create_all(conn)
+            self._create_view(conn, [])
             conn.exec_driver_sql(
                 "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
                 "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
@@ -373,7 +383,7 @@ class Catalog:
             upper = _upper_bound(prefix)
             tail = ("" if upper is None else "AND key < ? ") + "ORDER BY key LIMIT ?"
             bounds = () if upper is None else (upper,)
-            sql = "SELECT key, etag, last_modified FROM objects WHERE bucket = ? AND key {} ? "
+            sql = "SELECT key, etag, last_modified FROM object_rows WHERE bucket = ? AND key {} ? "
             op, after = ">=", prefix
             while True:
                 with self.engine.connect() as conn:
@@ -405,16 +415,24 @@ class Catalog:
         where = sa.and_(objects.c.bucket == bucket, self._under(prefix))
         with self.engine.connect() as conn:
             count = int(conn.execute(sa.select(sa.func.count()).where(where)).scalar() or 0)
+        # From the view: its `metadata` is the whole document (documents.py).
+        view = sa.table(docs.VIEW, *(sa.column(c.name, c.type) for c in objects.columns))
         q = sa.select(
             objects.c.key,
             objects.c.etag,
             objects.c.last_modified,
             objects.c.size,
             objects.c.sha256,
-            objects.c.metadata,
+            view.c.metadata,
             objects.c.metadata_error,
             objects.c.version_id,
         ).where(where)
+        # the same row of the table and of the view (the view is a plain SELECT of it)
+        q = q.select_from(
+            objects.join(
+                view, sa.and_(view.c.bucket == objects.c.bucket, view.c.key == objects.c.key)
+            )
+        )
 
         def rows() -> Iterator[tuple[Any, ...]]:
             with self.engine.connect() as conn:
@@ -457,9 +475,32 @@ class Catalog:
                 meta_columns.c.path,
                 meta_columns.c.kind,
                 meta_columns.c.indexed,
+                meta_columns.c.position,
             ).order_by(meta_columns.c.added_at, meta_columns.c.name)
         ).all()
-        return [Column(n, fl.path_from_key(p), k, bool(i)) for n, p, k, i in rows]
+        return [Column(n, fl.path_from_key(p), k, bool(i), pos) for n, p, k, i, pos in rows]
+
+    def _tree(self, cols: list[Column]) -> docs.Tree:
+        return docs.Tree(docs.ViewColumn(c.name, c.path, c.kind, c.position) for c in cols)
+
+    def _create_view(self, conn: Any, cols: list[Column]) -> None:
+        """(Re)create the view `objects` over `object_rows` for these columns."""
+        docs.create_view(
+            conn,
+            self.engine.dialect.name,
+            self.engine.dialect.identifier_preparer.quote,
+            (docs.ViewColumn(c.name, c.path, c.kind, c.position) for c in cols),
+        )
+
+    def _materialize(self, conn: Any, cols: list[Column], column: str) -> None:
+        """Write out the documents the view rebuilds from `column`, before its kind (and
+        so what the view makes of its values) changes."""
+        prep = self.engine.dialect.identifier_preparer
+        doc = self._tree(cols).document_sql(self.engine.dialect.name, prep.quote)
+        conn.exec_driver_sql(
+            f"UPDATE {docs.TABLE} SET metadata = {doc} "
+            f"WHERE metadata = '{docs.IN_COLUMNS}' AND {prep.quote(column)} IS NOT NULL"
+        )
 
     def _add_columns(self, conn: Any, rows: list[ObjectRow], warnings: list[str]) -> list[Column]:
         """Register and create the columns these rows need; widen kinds. Runs inside the
@@ -467,6 +508,10 @@ class Catalog:
         added columns since)."""
         current = self._columns(conn)
         by_path = {fl.path_key(c.path): c for c in current}
+        # A new key's place in the documents: where it first appears in them.
+        position = max((c.position or 0 for c in current), default=0)
+        places: dict[str, int] = {}
+        changed = False
         by_tuple: dict[fl.Path, str | None] = {}
         for row in rows:
             for path, (_, kind) in row.flat.items():
@@ -479,6 +524,9 @@ class Catalog:
             pk = fl.path_key(path)
             seen = wanted_kind.get(pk)
             wanted_kind[pk] = (path, fl.widen(seen[1] if seen else None, kind))
+            if pk not in by_path and pk not in places:
+                position += 1
+                places[pk] = position
         now = utcnow()
         dialect = self.engine.dialect
         prep = dialect.identifier_preparer
@@ -507,10 +555,13 @@ class Catalog:
                     # The holder came first but ranks lower: it moves, so that the name
                     # means the same path in every catalog.
                     moved = fl.suffixed_name(other.path, holder, fixed)
+                    if not changed:
+                        conn.exec_driver_sql(f"DROP VIEW IF EXISTS {docs.VIEW}")
+                        changed = True
                     if other.indexed:
                         conn.exec_driver_sql(f"DROP INDEX IF EXISTS {prep.quote(index_name(name))}")
                     conn.exec_driver_sql(
-                        f"ALTER TABLE objects RENAME COLUMN {prep.quote(name)} "
+                        f"ALTER TABLE object_rows RENAME COLUMN {prep.quote(name)} "
                         f"TO {prep.quote(moved)}"
                     )
                     conn.execute(
@@ -519,7 +570,7 @@ class Catalog:
                         .values(name=moved, indexed=False)
                     )
                     holder[moved] = by_path[fl.path_key(other.path)] = Column(
-                        moved, other.path, other.kind, False
+                        moved, other.path, other.kind, False, other.position
                     )
                     del holder[name]
                     warnings.append(
@@ -538,17 +589,28 @@ class Catalog:
                             "(its plain name is taken)",
                         )
                     )
+                if not changed:
+                    conn.exec_driver_sql(f"DROP VIEW IF EXISTS {docs.VIEW}")
+                    changed = True
                 conn.execute(
-                    meta_columns.insert().values(name=name, path=pk, kind=kind, added_at=now)
+                    meta_columns.insert().values(
+                        name=name, path=pk, kind=kind, added_at=now, position=places[pk]
+                    )
                 )
                 conn.exec_driver_sql(
-                    f"ALTER TABLE objects ADD COLUMN {prep.quote(name)} "
+                    f"ALTER TABLE object_rows ADD COLUMN {prep.quote(name)} "
                     f"{sql_type(dialect.name, kind)}"
                 )
-                col = Column(name, path, kind, False)
+                col = Column(name, path, kind, False, places[pk])
                 holder[name] = by_path[pk] = col
             elif kind is not None and fl.widen(col.kind, kind) != col.kind:
                 widened = fl.widen(col.kind, kind)
+                # The view renders a column by its kind: the documents it rebuilds from
+                # this one are written out first (a rare event: a key changing type).
+                self._materialize(conn, list(by_path.values()), col.name)
+                if not changed:
+                    conn.exec_driver_sql(f"DROP VIEW IF EXISTS {docs.VIEW}")
+                    changed = True
                 conn.execute(
                     meta_columns.update()
                     .where(meta_columns.c.name == col.name)
@@ -557,8 +619,11 @@ class Catalog:
                 retype = alter_type(dialect.name, col.name, col.kind, widened)
                 if retype:
                     conn.exec_driver_sql(retype)
-                by_path[pk] = Column(col.name, col.path, widened, col.indexed)
-        return list(by_path.values())
+                by_path[pk] = Column(col.name, col.path, widened, col.indexed, col.position)
+        cols = list(by_path.values())
+        if changed:
+            self._create_view(conn, cols)
+        return cols
 
     # -- writing --------------------------------------------------------------------
 
@@ -580,6 +645,8 @@ class Catalog:
                 cols = self._add_columns(conn, rows, warnings)
                 names = [c.name for c in cols]
                 index_of = {fl.path_key(c.path): i for i, c in enumerate(cols)}
+                tree = self._tree(cols)
+                name_of = {fl.path_key(c.path): c.name for c in cols}
                 typed = dialect.name != "sqlite"
                 kinds = [c.kind for c in cols]
                 by_tuple: dict[fl.Path, int | None] = {}
@@ -603,7 +670,9 @@ class Catalog:
                             self._timestamp(naive_utc(r.last_modified)),
                             r.sha256,
                             r.version_id,
-                            r.metadata,
+                            docs.IN_COLUMNS
+                            if tree.reproduces(r.metadata, r.flat, name_of, dialect.name)
+                            else r.metadata,
                             r.metadata_error,
                             now,
                             *values,
@@ -612,7 +681,7 @@ class Catalog:
                 conn.exec_driver_sql(self._upsert_sql(names, mark), params)
             if deletes:
                 conn.exec_driver_sql(
-                    f"DELETE FROM objects WHERE bucket = {mark} AND key = {mark}", deletes
+                    f"DELETE FROM object_rows WHERE bucket = {mark} AND key = {mark}", deletes
                 )
         return warnings
 
@@ -634,7 +703,7 @@ class Catalog:
             f"{q(c)} = excluded.{q(c)}" for c in columns if c not in ("bucket", "key")
         )
         sql = (
-            f"INSERT INTO objects ({', '.join(q(c) for c in columns)}) "
+            f"INSERT INTO object_rows ({', '.join(q(c) for c in columns)}) "
             f"VALUES ({', '.join([mark] * len(columns))}) "
             f"ON CONFLICT (bucket, {q('key')}) DO UPDATE SET {updates}"
         )
@@ -642,26 +711,18 @@ class Catalog:
         return sql
 
     def index_columns(self) -> int:
-        """Index the scalar metadata columns (up to MAX_INDEXES), so that filters on
-        them stay fast at millions of rows. Returns how many indexes were created."""
-        created = 0
+        """Index the scalar metadata columns whose values are selective (up to
+        MAX_INDEXES), so that filters on them stay fast at millions of rows; drop the
+        index of a column that proved not to be. Returns how many indexes were created.
+
+        Selective (revision 0004, bench/RESULTS.md "Catalog size"): among the first
+        SAMPLE_ROWS rows, no value is held by more than INDEX_SHARE of them. An index
+        on a column most rows share (traj_ok, a constant file_version) costs its bytes
+        on every row and narrows few queries. Below SAMPLE_ROWS rows every scalar
+        column is indexed, as before: there the bytes do not matter.
+        """
         with self._lock, self.writer.begin() as conn:
-            cols = self._columns(conn)
-            indexed = sum(c.indexed for c in cols)
-            for c in cols:
-                if c.indexed or c.kind in (None, fl.KIND_JSON) or indexed >= MAX_INDEXES:
-                    continue
-                prep = self.engine.dialect.identifier_preparer
-                ix = index_name(c.name)
-                conn.exec_driver_sql(
-                    f"CREATE INDEX IF NOT EXISTS {prep.quote(ix)} ON objects ({prep.quote(c.name)})"
-                )
-                conn.execute(
-                    meta_columns.update().where(meta_columns.c.name == c.name).values(indexed=True)
-                )
-                indexed += 1
-                created += 1
-        return created
+            return choose_indexes(conn, self.engine.dialect.identifier_preparer.quote)
 
     def count(self) -> int:
         with self.engine.connect() as conn:
@@ -686,6 +747,50 @@ class Catalog:
         from deon.catalog.query import Reader, run
 
         return run(Reader.from_catalog(self), where=where, sql=sql, limit=limit, close=True)
+
+
+def choose_indexes(conn: Any, quote: Any) -> int:
+    """Catalog.index_columns on a connection (also revision 0004's): returns how many
+    indexes it created."""
+    created = 0
+    cols = Catalog._columns(conn)
+    table = docs.TABLE
+    sampled = int(
+        conn.exec_driver_sql(
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT {SAMPLE_ROWS}) AS s"
+        ).scalar()
+        or 0
+    )
+    indexed = sum(c.indexed for c in cols)
+    for c in cols:
+        if c.kind in (None, fl.KIND_JSON):
+            continue
+        share = None
+        if sampled >= SAMPLE_ROWS:
+            top = conn.exec_driver_sql(
+                f"SELECT max(n) FROM (SELECT count(*) AS n FROM (SELECT {quote(c.name)} AS v "
+                f"FROM {table} LIMIT {SAMPLE_ROWS}) AS s WHERE v IS NOT NULL GROUP BY v) AS g"
+            ).scalar()
+            share = (top or 0) / sampled
+        if c.indexed:
+            if share is not None and share > DROP_SHARE:
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {quote(index_name(c.name))}")
+                conn.execute(
+                    meta_columns.update().where(meta_columns.c.name == c.name).values(indexed=False)
+                )
+                indexed -= 1
+            continue
+        if indexed >= MAX_INDEXES or (share is not None and share > INDEX_SHARE):
+            continue
+        conn.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS {quote(index_name(c.name))} ON {table} ({quote(c.name)})"
+        )
+        conn.execute(
+            meta_columns.update().where(meta_columns.c.name == c.name).values(indexed=True)
+        )
+        indexed += 1
+        created += 1
+    return created
 
 
 def _upper_bound(prefix: str) -> str | None:
@@ -746,7 +851,7 @@ def alter_type(dialect: str, column: str, before: str | None, after: str | None)
     q = '"' + column.replace('"', '""') + '"'
     target = sql_type(dialect, after)
     value = f"{q}::integer" if before == fl.KIND_BOOLEAN and target != "TEXT" else q
-    return f"ALTER TABLE objects ALTER COLUMN {q} TYPE {target} USING {value}::{target}"
+    return f"ALTER TABLE object_rows ALTER COLUMN {q} TYPE {target} USING {value}::{target}"
 
 
 def coerce(kind: str | None, value: Any) -> Any:

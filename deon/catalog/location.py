@@ -15,10 +15,10 @@ from deon.errors import UsageError
 
 #: The Alembic revision the models correspond to; opening a catalog at another
 #: revision upgrades it (checked cheaply, without importing Alembic, on every open).
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 #: The tables deon creates; a SQLite file holding tables but none of these is someone
 #: else's database, which deon leaves alone.
-DEON_TABLES = frozenset({"objects", "sources", "meta_columns"})
+DEON_TABLES = frozenset({"object_rows", "sources", "meta_columns"})
 #: The fixed columns of `objects`, in table order, with their kinds as `deon query
 #: -f json` and `--columns` report them; models.py defines their SQL types (and a
 #: test holds the two to the same names in the same order).

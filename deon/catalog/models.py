@@ -23,8 +23,10 @@ metadata = sa.MetaData(
     }
 )
 
+#: The rows (revision 0004: the table `object_rows`, read through the view `objects`,
+#: which rebuilds `metadata` from the flattened columns: deon/catalog/documents.py).
 objects = sa.Table(
-    "objects",
+    "object_rows",
     metadata,
     sa.Column("bucket", sa.Text, primary_key=True),
     sa.Column("key", sa.Text, primary_key=True),
@@ -35,7 +37,8 @@ objects = sa.Table(
     sa.Column("sha256", sa.Text),
     #: the object's VersionId where the bucket keeps versions (revision 0002)
     sa.Column("version_id", sa.Text),
-    #: the whole metadata document as JSON text (NULL when the object has none)
+    #: the metadata document as JSON text (NULL when the object has none); `{}` when
+    #: the flattened columns hold all of it (revision 0004), which the view rebuilds
     sa.Column("metadata", sa.Text),
     #: why the metadata could not be read, when it could not
     sa.Column("metadata_error", sa.Text),
@@ -66,6 +69,8 @@ meta_columns = sa.Table(
     sa.Column("kind", sa.Text),
     sa.Column("added_at", sa.DateTime, nullable=False),
     sa.Column("indexed", sa.Boolean, nullable=False, server_default=sa.false()),
+    #: the key's place in the documents (the order the view rebuilds them in; 0004)
+    sa.Column("position", sa.Integer),
 )
 
 #: Columns of `objects` that are not metadata, in table order; a metadata key with

@@ -23,7 +23,7 @@ def include_object(
     # Metadata columns of `objects` (and their indexes) are created at run time from
     # what the bucket holds; they are not part of the fixed schema.
     if type_ == "column" and reflected and compare_to is None:
-        return bool(obj.table.name != "objects")
+        return bool(obj.table.name != "object_rows")
     if type_ == "index" and reflected and compare_to is None:
         return not (name or "").startswith("ix_objects_m_")
     return True
