@@ -215,3 +215,21 @@ def test_a_catalog_made_at_0003_upgrades_and_answers_alike(tmp_path: Path) -> No
     assert again[1:] == before[1:]
     for (k, m0, *_), (_, m1, *_) in zip(before[0], again[0], strict=True):
         assert (m1 != "{}" or k == "odd/empty.h5") and _same_json(json.loads(m1), json.loads(m0)), k
+
+
+def test_keys_named_true_or_false_get_columns_a_view_can_show(tmp_path: Path) -> None:
+    # SQLite names a view's column "true" `columnN` (its boolean keyword), quoted or not:
+    # found by hypothesis with {"TRUE": null}.
+    path = tmp_path / "c.sqlite"
+    docs = {"a.h5": {"TRUE": 1, "false": "no", "robot": "sawyer"}, "b.h5": {"TRUE": None}}
+    with open_catalog(str(path)) as catalog:
+        catalog.write([_row(k, d) for k, d in docs.items()])
+    db = sqlite3.connect(path)
+    cur = db.execute("SELECT key, meta_true, meta_false, robot, metadata FROM objects ORDER BY key")
+    names = {d[0] for d in db.execute("SELECT * FROM objects").description}
+    rows = cur.fetchall()
+    db.close()
+    assert {"meta_true", "meta_false", "robot"} <= names
+    assert not [n for n in names if n.startswith("column")]
+    assert rows[0][:4] == ("a.h5", 1, "no", "sawyer")
+    assert [json.loads(r[4]) for r in rows] == [docs["a.h5"], docs["b.h5"]]

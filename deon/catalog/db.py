@@ -488,7 +488,7 @@ class Catalog:
         docs.create_view(
             conn,
             self.engine.dialect.name,
-            self.engine.dialect.identifier_preparer.quote,
+            self.engine.dialect.identifier_preparer.quote_identifier,
             (docs.ViewColumn(c.name, c.path, c.kind, c.position) for c in cols),
         )
 
@@ -496,10 +496,10 @@ class Catalog:
         """Write out the documents the view rebuilds from `column`, before its kind (and
         so what the view makes of its values) changes."""
         prep = self.engine.dialect.identifier_preparer
-        doc = self._tree(cols).document_sql(self.engine.dialect.name, prep.quote)
+        doc = self._tree(cols).document_sql(self.engine.dialect.name, prep.quote_identifier)
         conn.exec_driver_sql(
             f"UPDATE {docs.TABLE} SET metadata = {doc} "
-            f"WHERE metadata = '{docs.IN_COLUMNS}' AND {prep.quote(column)} IS NOT NULL"
+            f"WHERE metadata = '{docs.IN_COLUMNS}' AND {prep.quote_identifier(column)} IS NOT NULL"
         )
 
     def _add_columns(self, conn: Any, rows: list[ObjectRow], warnings: list[str]) -> list[Column]:
@@ -559,10 +559,12 @@ class Catalog:
                         conn.exec_driver_sql(f"DROP VIEW IF EXISTS {docs.VIEW}")
                         changed = True
                     if other.indexed:
-                        conn.exec_driver_sql(f"DROP INDEX IF EXISTS {prep.quote(index_name(name))}")
+                        conn.exec_driver_sql(
+                            f"DROP INDEX IF EXISTS {prep.quote_identifier(index_name(name))}"
+                        )
                     conn.exec_driver_sql(
-                        f"ALTER TABLE object_rows RENAME COLUMN {prep.quote(name)} "
-                        f"TO {prep.quote(moved)}"
+                        f"ALTER TABLE object_rows RENAME COLUMN {prep.quote_identifier(name)} "
+                        f"TO {prep.quote_identifier(moved)}"
                     )
                     conn.execute(
                         meta_columns.update()
@@ -598,7 +600,7 @@ class Catalog:
                     )
                 )
                 conn.exec_driver_sql(
-                    f"ALTER TABLE object_rows ADD COLUMN {prep.quote(name)} "
+                    f"ALTER TABLE object_rows ADD COLUMN {prep.quote_identifier(name)} "
                     f"{sql_type(dialect.name, kind)}"
                 )
                 col = Column(name, path, kind, False, places[pk])
@@ -697,7 +699,7 @@ class Catalog:
         cached = self._upsert_cache.get(key)
         if cached is not None:
             return cached
-        q = self.engine.dialect.identifier_preparer.quote
+        q = self.engine.dialect.identifier_preparer.quote_identifier
         columns = [*_FIXED_ORDER, *names]
         updates = ", ".join(
             f"{q(c)} = excluded.{q(c)}" for c in columns if c not in ("bucket", "key")
@@ -722,7 +724,7 @@ class Catalog:
         column is indexed, as before: there the bytes do not matter.
         """
         with self._lock, self.writer.begin() as conn:
-            return choose_indexes(conn, self.engine.dialect.identifier_preparer.quote)
+            return choose_indexes(conn, self.engine.dialect.identifier_preparer.quote_identifier)
 
     def count(self) -> int:
         with self.engine.connect() as conn:

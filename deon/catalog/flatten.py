@@ -195,11 +195,16 @@ def path_hash(path: Path) -> str:
     return hashlib.sha1(path_key(path).encode("ascii")).hexdigest()[:6]
 
 
+#: Names no column may have: SQLite (3.40) reads a view's column `true` or `false` as
+#: its boolean keyword, whatever the quoting, and names it `columnN`.
+KEYWORD_NAMES = frozenset({"true", "false"})
+
+
 def wished_name(path: Path, fixed: set[str] | frozenset[str]) -> str:
     """The name a path gets unless a path of higher rank wants it too: its base name, or
-    `meta_<name>` when that is a fixed column."""
+    `meta_<name>` when that is a fixed column (or `true`, `false`)."""
     name = base_name(path)
-    return f"meta_{name}"[:MAX_NAME] if name in fixed else name
+    return f"meta_{name}"[:MAX_NAME] if name in fixed or name in KEYWORD_NAMES else name
 
 
 def rank(path: Path, fixed: set[str] | frozenset[str]) -> tuple[int, int, str]:

@@ -53,7 +53,7 @@ def upgrade() -> None:
 
     conn = op.get_bind()
     dialect = conn.dialect.name
-    quote = conn.dialect.identifier_preparer.quote
+    quote = conn.dialect.identifier_preparer.quote_identifier
     op.add_column("meta_columns", sa.Column("position", sa.Integer))
     # Places: the order keys first appear in, in the first rows' documents.
     places: dict[str, int] = {}
@@ -123,7 +123,7 @@ def downgrade() -> None:
     from deon.catalog import documents as docs
 
     conn = op.get_bind()
-    quote = conn.dialect.identifier_preparer.quote
+    quote = conn.dialect.identifier_preparer.quote_identifier
     cols = _columns(conn)
     doc = docs.Tree(_view_columns(cols)).document_sql(conn.dialect.name, quote)
     conn.exec_driver_sql(f"DROP VIEW IF EXISTS {docs.VIEW}")
