@@ -448,9 +448,8 @@ def write_section(name: str, title: str, body: list[str]) -> None:
             start,
             f"## {title}",
             "",
-            f"`python bench/profiles.py {name}` on {when}, {os.cpu_count()} cores shared with "
-            "other work (the machine ran 8 agents at once: absolute times are pessimistic; "
-            "ratios are from one run, side by side).",
+            f"`python bench/profiles.py {name}` on {when}, {os.cpu_count()} cores, the "
+            "client and its peers run side by side in this one run.",
             "",
             *body,
             end,
