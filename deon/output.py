@@ -76,14 +76,14 @@ def _jsonable(kind: str | None, value: Any) -> Any:
     return fl.unscalar(kind, value)
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """Non-finite floats as null, so that every line is standard JSON (jq, JSON.parse)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 
@@ -91,7 +91,7 @@ def _strict_json(record: dict[str, Any]) -> str:
     try:
         return json.dumps(record, ensure_ascii=False, default=str, allow_nan=False)
     except ValueError:
-        return json.dumps(_finite(record), ensure_ascii=False, default=str, allow_nan=False)
+        return json.dumps(finite(record), ensure_ascii=False, default=str, allow_nan=False)
 
 
 def format_rows(

@@ -53,6 +53,25 @@ def test_show_json_and_png(tmp_path: Path) -> None:
     assert img.getpixel((w // 8, 3 * h // 4)) == (0, 0, 255)  # second row: camera 1
 
 
+def test_show_json_is_standard_json_when_the_metadata_holds_nan(tmp_path: Path) -> None:
+    import h5py
+
+    f = tmp_path / "nan.h5"
+    with h5py.File(f, "w") as h:
+        h.create_dataset("actions", data=np.zeros((2, 2)))
+        h.attrs["metadata"] = json.dumps({"robot": "sawyer", "gain": float("nan"), "top": 1e999})
+
+    r = CliRunner().invoke(cli, ["show", str(f), "--json"])
+
+    assert r.exit_code == 0, r.output
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    d = json.loads(r.stdout, parse_constant=refuse)
+    assert d["metadata"] == {"robot": "sawyer", "gain": None, "top": None}
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from deon.errors import ExitStatus, WarningCode
-from deon.output import json_printable, printable
+from deon.output import finite, json_printable, printable
 
 
 def human(n: float) -> str:
@@ -53,7 +53,10 @@ def show_description(d: Any, as_json: bool) -> None:
     come from the file: any control character is shown escaped, so none reaches the
     terminal."""
     if as_json:
-        click.echo(json_printable(json.dumps(d.to_dict(), indent=2, ensure_ascii=False)))
+        # Standard JSON (jq, JSON.parse): NaN and ±Infinity, which metadata may hold,
+        # as null, as in the catalog's `metadata` column.
+        text = json.dumps(finite(d.to_dict()), indent=2, ensure_ascii=False, allow_nan=False)
+        click.echo(json_printable(text))
         return
     click.echo(printable(f"{d.path}  ({human(d.size)})"))
     for node in d.nodes:
