@@ -180,16 +180,6 @@ def entries(gz: gzip.GzipFile, bucket: str, prefix: str) -> Iterator[Entry]:
         raise MetadataError(f"damaged snapshot: {e}") from e
 
 
-def parse(data: bytes, bucket: str, prefix: str) -> dict[str, Entry]:
-    """A snapshot held in memory, read whole (for small ones; `Snapshots` streams).
-
-    Raises:
-        MetadataError: not a deon snapshot, or damaged.
-    """
-    with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
-        return {e.key: e for e in entries(gz, bucket, prefix)}
-
-
 #: Rows per insert into the temporary database, and per read back on distrust.
 _BATCH = 1000
 
