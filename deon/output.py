@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -76,22 +75,11 @@ def _jsonable(kind: str | None, value: Any) -> Any:
     return fl.unscalar(kind, value)
 
 
-def finite(value: Any) -> Any:
-    """Non-finite floats as null, so that every line is standard JSON (jq, JSON.parse)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    return value
-
-
 def _strict_json(record: dict[str, Any]) -> str:
     try:
         return json.dumps(record, ensure_ascii=False, default=str, allow_nan=False)
     except ValueError:
-        return json.dumps(finite(record), ensure_ascii=False, default=str, allow_nan=False)
+        return json.dumps(fl.finite(record), ensure_ascii=False, default=str, allow_nan=False)
 
 
 def format_rows(

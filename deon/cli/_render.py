@@ -7,8 +7,9 @@ from typing import Any
 
 import click
 
+from deon.catalog import flatten as fl
 from deon.errors import ExitStatus, WarningCode
-from deon.output import finite, json_printable, printable
+from deon.output import json_printable, printable
 
 
 def human(n: float) -> str:
@@ -55,7 +56,7 @@ def show_description(d: Any, as_json: bool) -> None:
     if as_json:
         # Standard JSON (jq, JSON.parse): NaN and ±Infinity, which metadata may hold,
         # as null, as in the catalog's `metadata` column.
-        text = json.dumps(finite(d.to_dict()), indent=2, ensure_ascii=False, allow_nan=False)
+        text = json.dumps(fl.finite(d.to_dict()), indent=2, ensure_ascii=False, allow_nan=False)
         click.echo(json_printable(text))
         return
     click.echo(printable(f"{d.path}  ({human(d.size)})"))
